@@ -1,0 +1,1 @@
+"""primer-serving: the inference service."""

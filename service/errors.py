@@ -1,0 +1,98 @@
+"""One typed error family and the one table that maps it to HTTP and gRPC status codes.
+
+Every protocol adapter translates these and nothing else; the core never speaks HTTP or gRPC.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ServingError(Exception):
+    """Base of every error a client can be told about.
+
+    Attributes:
+        http_status: the HTTP status code for REST adapters.
+        grpc_code: the gRPC status code for gRPC adapters.
+        reason: a short machine-readable label (used as a metrics label).
+    """
+
+    http_status = 500
+    grpc_code = grpc.StatusCode.INTERNAL
+    reason = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ModelNotFoundError(ServingError):
+    """Unknown model or version."""
+
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    reason = "not_found"
+
+
+class ModelUnavailableError(ServingError):
+    """The version exists but is still loading, failed to load, or is unloading."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "unavailable"
+
+
+class InvalidInputError(ServingError, ValueError):
+    """Malformed input: shape, dtype, bad image, bad JSON, bad base64."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "invalid_input"
+
+
+class PayloadTooLargeError(ServingError):
+    """The request is over a configured size limit (bytes, pixels, rows)."""
+
+    http_status = 413
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "too_large"
+
+
+class QueueFullError(ServingError):
+    """The model's batch queue is full: the request is shed rather than queued."""
+
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "queue_full"
+
+
+class DeadlineExceededError(ServingError):
+    """The request's deadline passed before or during execution."""
+
+    http_status = 504
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "deadline"
+
+
+class UnauthenticatedError(ServingError):
+    """Missing or wrong credentials."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "unauthenticated"
+
+
+class InternalError(ServingError):
+    """Anything unexpected; the adapter logs it with the request id."""
+
+
+ERROR_TABLE: tuple[type[ServingError], ...] = (
+    ModelNotFoundError,
+    ModelUnavailableError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    QueueFullError,
+    DeadlineExceededError,
+    UnauthenticatedError,
+    InternalError,
+)

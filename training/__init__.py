@@ -1,0 +1,1 @@
+"""primer-serving: training the primer's classifiers and exporting them as versioned SavedModels."""
