@@ -1,0 +1,68 @@
+"""``primer-serve``: serve every model under the model base path over REST (and gRPC)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="primer-serve",
+        description="Serve TensorFlow SavedModels from a TF Serving-style model repository. "
+                    "Flags override PRIMER_* environment variables, which override --config.")
+    parser.add_argument("--model-base-path", help="folder of <model>/<version>/ (default: models)")
+    parser.add_argument("--rest-port", type=int, help="REST port (default: 8501)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port (default: 8500)")
+    parser.add_argument("--host", help="bind address (default: 0.0.0.0)")
+    parser.add_argument("--config", help="YAML settings file (per-model policies, batching)")
+    parser.add_argument("--poll-interval-s", type=float,
+                        help="rescan interval, 0 = off (default: 2)")
+    parser.add_argument("--device", help="auto | cpu | gpu:N (default: auto)")
+    parser.add_argument("--shutdown-timeout-s", type=float,
+                        help="grace period for admitted requests on SIGTERM (default: 30)")
+    parser.add_argument("--log-level", help="logging level (default: INFO)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from service.config import Settings
+
+    try:
+        settings = Settings.load(
+            args.config, model_base_path=args.model_base_path, rest_port=args.rest_port,
+            grpc_port=args.grpc_port, host=args.host, poll_interval_s=args.poll_interval_s,
+            device=args.device, shutdown_timeout_s=args.shutdown_timeout_s,
+            log_level=args.log_level)
+    except (ValidationError, ValueError) as exc:
+        print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvloop
+
+    from service.server import Server
+
+    async def run() -> None:
+        server = Server(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        await stop.wait()
+        logging.getLogger("primer-serve").info("shutting down")
+        await server.stop()
+
+    uvloop.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

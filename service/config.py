@@ -1,0 +1,148 @@
+"""Every knob of the server in one typed settings object.
+
+Precedence: command-line flags > environment (``PRIMER_`` prefix, ``__`` for nesting,
+e.g. ``PRIMER_MODELS__mnist_dnn__MAX_BATCH_SIZE=16``) > YAML file (``--config``) > defaults.
+Nothing is read at import time: ``Settings.load`` is called by ``__main__``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+VersionPolicy = Literal["latest", "all", "specific"]
+
+
+class BatchingSettings(BaseModel):
+    """Dynamic batching for one model version (TF Serving's batching parameters)."""
+
+    enabled: bool = True
+    """Batch concurrent requests; when off each request runs alone (still off the loop)."""
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows one model call takes."""
+    batch_timeout_ms: float = Field(2.0, ge=0)
+    """Longest a formed-but-not-full batch waits for more rows before it runs."""
+    allowed_batch_sizes: list[int] | None = None
+    """Pad every batch up to the next of these sizes (the last must equal max_batch_size)."""
+    max_queue_size: int = Field(512, ge=1)
+    """Requests waiting beyond this are turned away with 429 / RESOURCE_EXHAUSTED."""
+    max_concurrent_batches: int = Field(1, ge=1)
+    """Batches executing at once (1 lets the next batch fill while one runs)."""
+
+    @field_validator("allowed_batch_sizes")
+    @classmethod
+    def _sorted_positive(cls, sizes: list[int] | None) -> list[int] | None:
+        if sizes is None:
+            return None
+        if not sizes or any(s <= 0 for s in sizes) or sorted(sizes) != sizes:
+            raise ValueError("allowed_batch_sizes must be positive and increasing")
+        return sizes
+
+
+class ModelSettings(BaseModel):
+    """Per-model overrides from the YAML file (or nested env variables)."""
+
+    version_policy: VersionPolicy = "latest"
+    """Which versions to serve: the latest N, all, or a specific list."""
+    latest: int = Field(1, ge=1)
+    """N for the 'latest' policy."""
+    versions: list[int] = Field(default_factory=list)
+    """Versions for the 'specific' policy."""
+    version_labels: dict[str, int] = Field(default_factory=dict)
+    """Named versions, e.g. {'stable': 1, 'canary': 2} (TF Serving's version labels)."""
+    device: str | None = None
+    """Placement override: auto | cpu | gpu:N."""
+    batching: BatchingSettings | None = None
+    """Batching override for this model."""
+
+
+class Settings(BaseSettings):
+    """Server settings. Every field can be set by flag, ``PRIMER_<FIELD>`` env or YAML."""
+
+    model_config = SettingsConfigDict(env_prefix="PRIMER_", env_nested_delimiter="__",
+                                      extra="forbid", protected_namespaces=())
+
+    model_base_path: str = "models"
+    """Folder holding <model>/<version>/ SavedModels."""
+    host: str = "0.0.0.0"
+    """Address the REST and gRPC servers bind to."""
+    rest_port: int = Field(8501, ge=0, le=65535)
+    """REST port (TF Serving REST, KServe v2 REST, /metrics); 0 picks a free port."""
+    grpc_port: int = Field(8500, ge=0, le=65535)
+    """gRPC port (TF Serving and KServe v2 gRPC); 0 picks a free port."""
+    poll_interval_s: float = Field(2.0, ge=0)
+    """How often the model base path is rescanned; 0 turns polling off."""
+    device: str = "auto"
+    """Default placement for every model: auto (GPU when TensorFlow sees one) | cpu | gpu:N."""
+    gpu_memory_growth: bool = True
+    """Let TensorFlow grow GPU memory on demand instead of taking it all at start."""
+    intra_op_threads: int = Field(0, ge=0)
+    """TensorFlow intra-op threads (0 = TensorFlow's default: one per core)."""
+    inter_op_threads: int = Field(0, ge=0)
+    """TensorFlow inter-op threads (0 = TensorFlow's default)."""
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    """Default batching for every model version."""
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    """Per-model overrides keyed by model name."""
+    request_timeout_s: float = Field(30.0, gt=0)
+    """Default deadline of a request that carries none (answered 504 past it)."""
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    """Largest accepted REST request body (413 beyond)."""
+    grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Largest accepted gRPC message (RESOURCE_EXHAUSTED beyond)."""
+    max_rows_per_request: int = Field(1024, ge=1)
+    """Most rows (first dimension) in one request (413 beyond)."""
+    max_image_pixels: int = Field(4096 * 4096, ge=1)
+    """Largest decoded image, in pixels, checked from the header before decoding."""
+    shutdown_timeout_s: float = Field(30.0, ge=0)
+    """On SIGTERM, how long admitted requests may take to finish."""
+    log_level: str = "INFO"
+    """Python logging level."""
+    log_json: bool = False
+    """Write logs as JSON lines."""
+    access_log: bool = False
+    """Log one line per request (off by default: it costs throughput)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, YamlConfigSettingsSource(settings_cls)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Build settings: ``overrides`` (CLI) > env > ``config_file`` (YAML) > defaults."""
+        if config_file is not None and not Path(config_file).is_file():
+            raise ValueError(f"config file {config_file} does not exist")
+
+        class _FromFile(cls):  # type: ignore[valid-type,misc]
+            model_config = SettingsConfigDict(yaml_file=config_file)
+
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        return _FromFile(**explicit)
+
+    def for_model(self, name: str) -> ModelSettings:
+        """The settings of one model (its overrides, or the defaults)."""
+        return self.models.get(name, ModelSettings())
+
+    def batching_for(self, name: str) -> BatchingSettings:
+        """The batching settings of one model."""
+        override = self.for_model(name).batching
+        return override if override is not None else self.batching
+
+    def device_for(self, name: str) -> str:
+        """The placement setting of one model."""
+        return self.for_model(name).device or self.device

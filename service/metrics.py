@@ -1,0 +1,164 @@
+"""Every Prometheus metric of the server, defined in one place.
+
+One ``Metrics`` object per server owns its own registry (no globals), so several servers
+can live in one test process. The core records; protocol adapters never do.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from service.batching import BatchObserver
+
+PREFIX = "primer"
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+MODEL_STATES = ("LOADING", "AVAILABLE", "FAILED", "UNLOADING")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class GpuMemoryCollector:
+    """GPU memory in use per device, read from TensorFlow when it sees a GPU."""
+
+    def __init__(self, tf_module: object | None = None) -> None:
+        self._tf = tf_module
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily(f"{PREFIX}_gpu_memory_used_bytes",
+                                   "GPU memory TensorFlow has in use, per device.",
+                                   labels=["device"])
+        tf = self._tf
+        if tf is not None:
+            for index, _ in enumerate(tf.config.list_physical_devices("GPU")):
+                info = tf.config.experimental.get_memory_info(f"GPU:{index}")
+                family.add_metric([f"GPU:{index}"], float(info.get("current", 0)))
+        return [family]
+
+
+class Metrics:
+    """The metric catalogue, registered on a private registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 tf_module: object | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        r.register(GpuMemoryCollector(tf_module))
+
+        model = ["model", "version"]
+        self.requests = Counter(
+            f"{PREFIX}_requests", "Requests answered, by protocol and status code.",
+            [*model, "protocol", "code"], registry=r)
+        self.request_duration = Histogram(
+            f"{PREFIX}_request_duration_seconds", "End-to-end time inside the server.",
+            [*model, "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_duration = Histogram(
+            f"{PREFIX}_queue_duration_seconds", "Time a request waited for its batch to run.",
+            model, buckets=LATENCY_BUCKETS, registry=r)
+        self.preprocess_duration = Histogram(
+            f"{PREFIX}_preprocess_duration_seconds",
+            "Decoding and validating a request's inputs (image decoding included).",
+            model, buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_duration = Histogram(
+            f"{PREFIX}_inference_duration_seconds", "One model call on one batch.",
+            model, buckets=LATENCY_BUCKETS, registry=r)
+        self.postprocess_duration = Histogram(
+            f"{PREFIX}_postprocess_duration_seconds",
+            "Turning a request's outputs into its response.",
+            model, buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Rows per executed batch (padding included).",
+            model, buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_padding_rows = Counter(
+            f"{PREFIX}_batch_padding_rows", "Rows added to reach an allowed batch size.",
+            model, registry=r)
+        self.items = Counter(
+            f"{PREFIX}_items", "Rows (items) inferred for clients.", model, registry=r)
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth", "Requests waiting in the batch queue.", model,
+            registry=r)
+        self.inflight = Gauge(
+            f"{PREFIX}_inflight_requests", "Requests being handled by the core.", model,
+            registry=r)
+        self.rejected = Counter(
+            f"{PREFIX}_rejected_requests",
+            "Requests refused by load shedding or limits, by reason.",
+            [*model, "reason"], registry=r)
+        self.model_state = Gauge(
+            f"{PREFIX}_model_state", "1 for the state a model version is in, else 0.",
+            [*model, "state"], registry=r)
+        self.model_load_duration = Histogram(
+            f"{PREFIX}_model_load_duration_seconds", "Loading and warming one version.",
+            ["model"], buckets=LOAD_BUCKETS, registry=r)
+        self.model_load_failures = Counter(
+            f"{PREFIX}_model_load_failures", "Versions that failed to load.", ["model"],
+            registry=r)
+
+    def set_model_state(self, model: str, version: int, state: str | None) -> None:
+        """Set the 0/1 state gauge of a version (None clears it after unloading)."""
+        for candidate in MODEL_STATES:
+            gauge = self.model_state.labels(model, str(version), candidate)
+            gauge.set(1 if candidate == state else 0)
+        if state is None:
+            for candidate in MODEL_STATES:
+                self.model_state.remove(model, str(version), candidate)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+class VersionMetrics(BatchObserver):
+    """The metric children of one model version, resolved once (labels cost per lookup)."""
+
+    def __init__(self, metrics: Metrics, model: str, version: int) -> None:
+        labels = (model, str(version))
+        self._metrics = metrics
+        self._labels = labels
+        self.queue_duration = metrics.queue_duration.labels(*labels)
+        self.preprocess_duration = metrics.preprocess_duration.labels(*labels)
+        self.inference_duration = metrics.inference_duration.labels(*labels)
+        self.postprocess_duration = metrics.postprocess_duration.labels(*labels)
+        self.batch_size = metrics.batch_size.labels(*labels)
+        self.padding_rows = metrics.batch_padding_rows.labels(*labels)
+        self.items = metrics.items.labels(*labels)
+        self.queue_depth = metrics.queue_depth.labels(*labels)
+        self.inflight = metrics.inflight.labels(*labels)
+        self._per_protocol: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def queue_changed(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+    def batch_ran(self, rows: int, padding: int, inference_s: float) -> None:
+        self.batch_size.observe(rows)
+        self.inference_duration.observe(inference_s)
+        if padding:
+            self.padding_rows.inc(padding)
+
+    def rejected(self, reason: str) -> None:
+        self._metrics.rejected.labels(*self._labels, reason).inc()
+
+    def request_done(self, protocol: str, code: str, duration_s: float) -> None:
+        """Count one answered request and observe its end-to-end latency."""
+        key = (protocol, code)
+        children = self._per_protocol.get(key)
+        if children is None:
+            children = (self._metrics.requests.labels(*self._labels, protocol, code),
+                        self._metrics.request_duration.labels(*self._labels, protocol))
+            self._per_protocol[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)

@@ -1,0 +1,108 @@
+"""HTTP plumbing shared by the REST adapters: bodies, JSON, errors, request ids, timing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import InvalidInputError, PayloadTooLargeError, ServingError
+from service.inference import Timing
+
+logger = logging.getLogger(__name__)
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+REQUEST_ID_HEADER = "x-request-id"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(
+            f"request body is {declared} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body (orjson: depth-limited, rejects NaN/Infinity literals)."""
+    if not body:
+        raise InvalidInputError("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+
+
+def json_response(content: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """A JSON response written by orjson (numpy arrays serialized natively)."""
+    return Response(orjson.dumps(content, option=JSON_OPTIONS), status_code=status,
+                    headers=headers, media_type="application/json")
+
+
+def error_response(error: ServingError) -> Response:
+    """The TF Serving REST error body: ``{"error": "..."}`` with the table's status."""
+    return json_response({"error": error.message}, status=error.http_status)
+
+
+def server_timing(timing: Timing) -> str:
+    """An HTTP ``Server-Timing`` header value in milliseconds."""
+    return (f"preprocess;dur={timing.preprocess_s * 1e3:.3f}, "
+            f"queue;dur={timing.queue_s * 1e3:.3f}, "
+            f"inference;dur={timing.inference_s * 1e3:.3f}, "
+            f"postprocess;dur={timing.postprocess_s * 1e3:.3f}, "
+            f"total;dur={timing.total_s * 1e3:.3f}")
+
+
+async def handle_serving_error(request: Request, exc: Exception) -> Response:
+    """The one exception handler of the REST app for the typed error family."""
+    assert isinstance(exc, ServingError)
+    return error_response(exc)
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    """500 with a log line carrying the request id; never a bare traceback to the client."""
+    request_id = request.scope.get("request_id", "")
+    logger.exception("internal error on %s %s (request id %s)", request.method,
+                     request.url.path[:200], request_id)
+    return json_response({"error": f"internal error (request id {request_id})"}, status=500)
+
+
+class RequestIdMiddleware:
+    """Takes ``X-Request-ID`` from the request (or makes one) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value[:128]
+                break
+        if not request_id or not request_id.isascii():
+            request_id = uuid.uuid4().hex.encode()
+        scope["request_id"] = request_id.decode("ascii", "replace")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-request-id", request_id)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

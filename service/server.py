@@ -1,0 +1,92 @@
+"""Wiring: every component is built here and handed to the next through its constructor.
+
+One asyncio loop runs the model repository, the batchers, the ASGI server (uvicorn) and,
+where configured, the gRPC server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import tensorflow as tf
+import uvicorn
+
+from service.config import Settings
+from service.devices import choose_device, configure_tensorflow
+from service.inference import InferenceCore
+from service.metrics import Metrics
+from service.protocols.ops_rest import OpsRest
+from service.protocols.rest_app import build_rest_app
+from service.protocols.tfserving_rest import TFServingRest
+from service.repository import ModelRepository
+
+logger = logging.getLogger(__name__)
+
+
+class Server:
+    """The whole service: repository, inference core and protocol servers.
+
+    Args:
+        settings: the server's settings.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics(tf_module=tf)
+        gpus = configure_tensorflow(
+            tf, memory_growth=settings.gpu_memory_growth,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads)
+        self._gpu_count = len(gpus)
+        self._run_executor = ThreadPoolExecutor(4, thread_name_prefix="model")
+        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="loader")
+        self._preprocess_executor = ThreadPoolExecutor(2, thread_name_prefix="preprocess")
+        self.repository = ModelRepository(settings, self.metrics, self._run_executor,
+                                          self._load_executor, self.device_for)
+        self.core = InferenceCore(self.repository, settings, self.metrics,
+                                  self._preprocess_executor)
+        self.ops = OpsRest(self.repository, self.metrics)
+        self.rest_app = build_rest_app([
+            *TFServingRest(self.core, settings).routes(),
+            *self.ops.routes(),
+        ])
+        self._uvicorn: uvicorn.Server | None = None
+        self._uvicorn_task: asyncio.Task[None] | None = None
+        self.rest_port = settings.rest_port
+        self.stopped = asyncio.Event()
+
+    def device_for(self, model: str) -> str:
+        """The TensorFlow device a model's versions are placed on."""
+        return choose_device(self.settings.device_for(model), self._gpu_count)
+
+    async def start(self) -> None:
+        """Load the models, then open the REST port."""
+        await self.repository.start()
+        config = uvicorn.Config(
+            self.rest_app, host=self.settings.host, port=self.settings.rest_port,
+            http="httptools", loop="none", lifespan="off", access_log=False,
+            log_level="warning", backlog=2048, timeout_keep_alive=30,
+            timeout_graceful_shutdown=int(self.settings.shutdown_timeout_s))
+        self._uvicorn = uvicorn.Server(config)
+        # _serve is serve() without uvicorn's own signal handling: ours drains gracefully
+        self._uvicorn_task = asyncio.get_running_loop().create_task(self._uvicorn._serve())
+        while not self._uvicorn.started:
+            if self._uvicorn_task.done():
+                raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
+            await asyncio.sleep(0.01)
+        self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
+        logger.info("REST on %s:%d; models: %s", self.settings.host, self.rest_port,
+                    self.repository.model_names())
+
+    async def stop(self) -> None:
+        """Turn not-ready, stop accepting, finish admitted requests, unload models."""
+        self.ops.draining = True
+        if self._uvicorn is not None and self._uvicorn_task is not None:
+            self._uvicorn.should_exit = True
+            await self._uvicorn_task
+        await self.repository.close()
+        for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
+        self.stopped.set()

@@ -1,0 +1,102 @@
+"""Tiny SavedModels for the serving tests, built by this committed script.
+
+Run ``python -m tests.fixtures OUT_DIR`` to write them by hand; the tests build them into a
+temporary model repository. Each is small and deterministic so expected outputs are exact:
+
+* ``half_plus_two`` — ``y = 0.5 * x + 2`` on ``x: float32[-1, 3]`` (TF Serving's classic).
+* ``two_io`` — inputs ``a``, ``b`` (float32[-1, 2]); outputs ``sum``, ``product``; a second
+  signature ``difference``.
+* ``tiny_image`` — an 8x8 grayscale image classifier with an image contract and labels.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from service.model_card import ImageContract, ModelCard, TensorInfo, write_model_card
+
+
+class _HalfPlusTwo(tf.Module):
+    def __init__(self, scale: float = 0.5, offset: float = 2.0) -> None:
+        super().__init__()
+        self.scale = tf.Variable(scale)
+        self.offset = tf.Variable(offset)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": self.scale * x + self.offset}
+
+
+class _TwoIO(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
+                                  tf.TensorSpec([None, 2], tf.float32, name="b")])
+    def serve(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"sum": a + b, "product": a * b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
+                                  tf.TensorSpec([None, 2], tf.float32, name="b")])
+    def difference(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"difference": a - b}
+
+
+class _TinyImage(tf.Module):
+    """Scores 4 classes from an 8x8 image: the mean brightness of each quadrant."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")])
+    def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        top, bottom = image[:, :4], image[:, 4:]
+        quadrants = [top[:, :, :4], top[:, :, 4:], bottom[:, :, :4], bottom[:, :, 4:]]
+        means = tf.stack([tf.reduce_mean(q, axis=[1, 2, 3]) for q in quadrants], axis=1)
+        return {"probabilities": tf.nn.softmax(means * 10.0)}
+
+
+def half_plus_two(version_dir: Path, scale: float = 0.5, offset: float = 2.0) -> Path:
+    module = _HalfPlusTwo(scale, offset)
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+    write_model_card(version_dir, ModelCard(
+        name="half_plus_two", inputs=(TensorInfo("x", "float32", (-1, 3)),),
+        outputs=(TensorInfo("y", "float32", (-1, 3)),)))
+    return version_dir
+
+
+def two_io(version_dir: Path) -> Path:
+    module = _TwoIO()
+    tf.saved_model.save(module, str(version_dir), signatures={
+        "serving_default": module.serve, "difference": module.difference})
+    return version_dir
+
+
+def tiny_image(version_dir: Path) -> Path:
+    module = _TinyImage()
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+    write_model_card(version_dir, ModelCard(
+        name="tiny_image", inputs=(TensorInfo("image", "float32", (-1, 8, 8, 1)),),
+        outputs=(TensorInfo("probabilities", "float32", (-1, 4)),),
+        image=ImageContract(color_mode="grayscale", height=8, width=8, resample="bilinear"),
+        labels=("top_left", "top_right", "bottom_left", "bottom_right")))
+    return version_dir
+
+
+def quadrant_image(quadrant: int, size: int = 8) -> np.ndarray:
+    """An 8-bit grayscale image, white in one quadrant (0..3) and black elsewhere."""
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    half = size // 2
+    row, col = divmod(quadrant, 2)
+    pixels[row * half:(row + 1) * half, col * half:(col + 1) * half] = 255
+    return pixels
+
+
+def build_repository(base: Path) -> Path:
+    """A model repository holding every fixture model at version 1."""
+    half_plus_two(base / "half_plus_two" / "1")
+    two_io(base / "two_io" / "1")
+    tiny_image(base / "tiny_image" / "1")
+    return base
+
+
+if __name__ == "__main__":
+    print(build_repository(Path(sys.argv[1])))
