@@ -138,10 +138,17 @@ def vgg16(input_shape: Sequence[int] = (224, 224, 3), num_classes: int = 1000) -
 # --- ResNet50 v1.5 --------------------------------------------------------------------
 
 
-def _conv_bn(x: keras.KerasTensor, n_filters: int, kernel: int, strides: int = 1,
-             relu: bool = True) -> keras.KerasTensor:
-    x = layers.Conv2D(n_filters, (kernel, kernel), strides=(strides, strides), padding="same",
-                      use_bias=False, kernel_initializer="he_normal")(x)
+def _conv_bn(
+    x: keras.KerasTensor, n_filters: int, kernel: int, strides: int = 1, relu: bool = True
+) -> keras.KerasTensor:
+    x = layers.Conv2D(
+        n_filters,
+        (kernel, kernel),
+        strides=(strides, strides),
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+    )(x)
     x = layers.BatchNormalization()(x)
     return layers.ReLU()(x) if relu else x
 
@@ -186,8 +193,9 @@ def projection_block(x: keras.KerasTensor, n_filters: int, strides: int = 2) -> 
     return layers.ReLU()(x)
 
 
-def residual_group(x: keras.KerasTensor, n_filters: int, n_blocks: int,
-                   strides: int = 2) -> keras.KerasTensor:
+def residual_group(
+    x: keras.KerasTensor, n_filters: int, n_blocks: int, strides: int = 2
+) -> keras.KerasTensor:
     """One projection block followed by ``n_blocks - 1`` identity blocks.
 
     Args:
@@ -222,8 +230,9 @@ def resnet50(input_shape: Sequence[int] = (224, 224, 3), num_classes: int = 1000
     """
     inputs = _input(input_shape)
     x = layers.ZeroPadding2D(padding=(3, 3))(inputs)
-    x = layers.Conv2D(64, (7, 7), strides=(2, 2), padding="valid", use_bias=False,
-                      kernel_initializer="he_normal")(x)
+    x = layers.Conv2D(
+        64, (7, 7), strides=(2, 2), padding="valid", use_bias=False, kernel_initializer="he_normal"
+    )(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     x = layers.ZeroPadding2D(padding=(1, 1))(x)
@@ -235,5 +244,15 @@ def resnet50(input_shape: Sequence[int] = (224, 224, 3), num_classes: int = 1000
     return keras.Model(inputs, outputs, name="resnet50")
 
 
-__all__ = ["ARCHITECTURES", "INPUT_NAME", "conv_block", "identity_block", "mnist_dnn",
-           "projection_block", "residual_group", "resnet50", "sign_cnn", "vgg16"]
+__all__ = [
+    "ARCHITECTURES",
+    "INPUT_NAME",
+    "conv_block",
+    "identity_block",
+    "mnist_dnn",
+    "projection_block",
+    "residual_group",
+    "resnet50",
+    "sign_cnn",
+    "vgg16",
+]

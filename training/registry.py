@@ -56,28 +56,37 @@ class Architecture:
         """
         if len(self.input_shape) == 2:
             if color_mode != "grayscale":
-                raise ValueError(f"architecture {self.name} takes (height, width) grayscale "
-                                 f"input; color mode {color_mode!r} is not supported")
+                raise ValueError(
+                    f"architecture {self.name} takes (height, width) grayscale "
+                    f"input; color mode {color_mode!r} is not supported"
+                )
             return (height, width)
         return (height, width, 1 if color_mode == "grayscale" else 3)
 
-    def build(self, input_shape: Sequence[int] | None = None,
-              num_classes: int | None = None) -> keras.Model:
+    def build(
+        self, input_shape: Sequence[int] | None = None, num_classes: int | None = None
+    ) -> keras.Model:
         """Build an uncompiled model (defaults: this entry's shape and class count)."""
         builders = importlib.import_module("training.architectures")
         return getattr(builders, self.name)(
-            tuple(input_shape or self.input_shape), num_classes or self.num_classes)
+            tuple(input_shape or self.input_shape), num_classes or self.num_classes
+        )
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
         Architecture("mnist_dnn", (28, 28), 10, "Dense 512-512 DNN, 28x28 grayscale digits"),
-        Architecture("sign_cnn", (128, 128, 1), 26,
-                     "small CNN, 128x128 grayscale sign-language letters"),
+        Architecture(
+            "sign_cnn", (128, 128, 1), 26, "small CNN, 128x128 grayscale sign-language letters"
+        ),
         Architecture("vgg16", (224, 224, 3), 1000, "VGG16 (conv_block), 224x224 RGB"),
-        Architecture("resnet50", (224, 224, 3), 1000,
-                     "ResNet50 v1.5 (identity/projection blocks), 224x224 RGB"),
+        Architecture(
+            "resnet50",
+            (224, 224, 3),
+            1000,
+            "ResNet50 v1.5 (identity/projection blocks), 224x224 RGB",
+        ),
     )
 }
 
@@ -91,5 +100,6 @@ def get_architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; expected one of "
-                       f"{', '.join(ARCHITECTURES)}") from None
+        raise KeyError(
+            f"unknown architecture {name!r}; expected one of {', '.join(ARCHITECTURES)}"
+        ) from None

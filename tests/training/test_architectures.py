@@ -34,8 +34,11 @@ def test_registry_lists_every_builder() -> None:
 def test_resnet50_v15_strides_on_the_3x3() -> None:
     model = architectures.resnet50((64, 64, 3), 5)
     assert model.output_shape == (None, 5)
-    strided = [layer for layer in model.layers
-               if layer.__class__.__name__ == "Conv2D" and layer.strides == (2, 2)]
+    strided = [
+        layer
+        for layer in model.layers
+        if layer.__class__.__name__ == "Conv2D" and layer.strides == (2, 2)
+    ]
     kernels = sorted(layer.kernel_size for layer in strided)
     # The stem's 7x7, then per downsampling group one strided 3x3 and one 1x1 projection.
     assert kernels == [(1, 1)] * 3 + [(3, 3)] * 3 + [(7, 7)]
