@@ -26,6 +26,7 @@ from service.errors import (
     QueueFullError,
     ServingError,
 )
+from service.logging_setup import REQUEST_ID, log_access
 from service.metrics import Metrics
 from service.model_card import ModelCard
 from service.preprocessing import preprocess_image, to_input_layout
@@ -123,6 +124,7 @@ class InferenceCore:
         timeout = request.timeout_s or self._settings.request_timeout_s
         deadline = started + timeout
         mv: ModelVersion | None = None
+        code = "CANCELLED"
         try:
             async with self.repository.acquire(request.model, request.version) as mv:
                 assert mv.metrics is not None
@@ -139,15 +141,22 @@ class InferenceCore:
                 finally:
                     mv.metrics.inflight.dec()
             mv.metrics.request_done(request.protocol, "OK", timing.total_s)
+            code = "OK"
             return encoded, timing
         except ServingError as exc:
+            code = exc.grpc_code.name
             self._count_failure(mv, request, exc, started)
             raise
         except Exception as exc:
             logger.exception("unexpected failure serving %s", request.model)
             error = InternalError(f"internal error: {type(exc).__name__}")
+            code = error.grpc_code.name
             self._count_failure(mv, request, error, started)
             raise error from exc
+        finally:
+            if self._settings.access_log:  # the one access-log hook, for every protocol
+                log_access(REQUEST_ID.get(), request.model, mv and mv.version,
+                           request.protocol, code, time.monotonic() - started)
 
     async def _run(self, mv: ModelVersion, request: InferenceRequest, deadline: float,
                    started: float) -> InferenceResult:
@@ -159,6 +168,7 @@ class InferenceCore:
         mv.metrics.preprocess_duration.observe(preprocess_s)
         outputs, stats = await mv.batcher.submit(signature.name, inputs, rows, deadline)
         mv.metrics.queue_duration.observe(stats.queue_s)
+        mv.metrics.inference_duration.observe(stats.inference_s)
         if outputs_wanted is not None:
             outputs = {name: outputs[name] for name in outputs_wanted}
         timing = Timing(preprocess_s=preprocess_s, queue_s=stats.queue_s,

@@ -2,15 +2,24 @@
 
 One ``Metrics`` object per server owns its own registry (no globals), so several servers
 can live in one test process. The core records; protocol adapters never do.
+
+Conventions: one ``primer_`` prefix, base units in names (``_seconds``, ``_bytes``),
+``_total`` on counters (prometheus_client appends it), no ``_created`` series. Every
+per-request histogram (end to end and the four stages) is observed once per request that
+ran, so their counts agree and their sums add up; ``primer_batch_*`` series are observed
+once per executed batch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -19,6 +28,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from service.batching import BatchObserver
+from service.errors import DeadlineExceededError, PayloadTooLargeError, QueueFullError
 
 PREFIX = "primer"
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -26,6 +36,9 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MODEL_STATES = ("LOADING", "AVAILABLE", "FAILED", "UNLOADING")
+REJECT_REASONS = (QueueFullError.reason, DeadlineExceededError.reason,
+                  PayloadTooLargeError.reason)
+"""Values of the ``reason`` label of ``primer_rejected_requests_total`` (exported from 0)."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -39,11 +52,16 @@ class GpuMemoryCollector:
         family = GaugeMetricFamily(f"{PREFIX}_gpu_memory_used_bytes",
                                    "GPU memory TensorFlow has in use, per device.",
                                    labels=["device"])
-        tf = self._tf
-        if tf is not None:
-            for index, _ in enumerate(tf.config.list_physical_devices("GPU")):
-                info = tf.config.experimental.get_memory_info(f"GPU:{index}")
-                family.add_metric([f"GPU:{index}"], float(info.get("current", 0)))
+        tf: Any = self._tf
+        if tf is None:
+            return [family]
+        for index, _ in enumerate(tf.config.list_physical_devices("GPU")):
+            device = f"GPU:{index}"
+            try:
+                info = tf.config.experimental.get_memory_info(device)
+            except (ValueError, RuntimeError):  # device not initialised (yet): no sample
+                continue
+            family.add_metric([device], float(info.get("current", 0)))
         return [family]
 
 
@@ -52,6 +70,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None,
                  tf_module: object | None = None) -> None:
+        disable_created_metrics()  # process-wide switch: no `_created` series, ever
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
@@ -67,14 +86,16 @@ class Metrics:
             f"{PREFIX}_request_duration_seconds", "End-to-end time inside the server.",
             [*model, "protocol"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_duration = Histogram(
-            f"{PREFIX}_queue_duration_seconds", "Time a request waited for its batch to run.",
+            f"{PREFIX}_queue_duration_seconds",
+            "Time a request waited in the batch queue before its batch started.",
             model, buckets=LATENCY_BUCKETS, registry=r)
         self.preprocess_duration = Histogram(
             f"{PREFIX}_preprocess_duration_seconds",
             "Decoding and validating a request's inputs (image decoding included).",
             model, buckets=LATENCY_BUCKETS, registry=r)
         self.inference_duration = Histogram(
-            f"{PREFIX}_inference_duration_seconds", "One model call on one batch.",
+            f"{PREFIX}_inference_duration_seconds",
+            "The one model call that ran a request's batch, observed once per request.",
             model, buckets=LATENCY_BUCKETS, registry=r)
         self.postprocess_duration = Histogram(
             f"{PREFIX}_postprocess_duration_seconds",
@@ -83,6 +104,10 @@ class Metrics:
         self.batch_size = Histogram(
             f"{PREFIX}_batch_size", "Rows per executed batch (padding included).",
             model, buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_duration = Histogram(
+            f"{PREFIX}_batch_duration_seconds",
+            "One model call on one batch, observed once per executed batch.",
+            model, buckets=LATENCY_BUCKETS, registry=r)
         self.batch_padding_rows = Counter(
             f"{PREFIX}_batch_padding_rows", "Rows added to reach an allowed batch size.",
             model, registry=r)
@@ -110,6 +135,7 @@ class Metrics:
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""
+        self.model_load_failures.labels(model)  # exported from 0 for every model seen
         for candidate in MODEL_STATES:
             gauge = self.model_state.labels(model, str(version), candidate)
             gauge.set(1 if candidate == state else 0)
@@ -134,10 +160,13 @@ class VersionMetrics(BatchObserver):
         self.inference_duration = metrics.inference_duration.labels(*labels)
         self.postprocess_duration = metrics.postprocess_duration.labels(*labels)
         self.batch_size = metrics.batch_size.labels(*labels)
+        self.batch_duration = metrics.batch_duration.labels(*labels)
         self.padding_rows = metrics.batch_padding_rows.labels(*labels)
         self.items = metrics.items.labels(*labels)
         self.queue_depth = metrics.queue_depth.labels(*labels)
         self.inflight = metrics.inflight.labels(*labels)
+        self._rejected = {reason: metrics.rejected.labels(*labels, reason)
+                          for reason in REJECT_REASONS}
         self._per_protocol: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def queue_changed(self, depth: int) -> None:
@@ -145,12 +174,15 @@ class VersionMetrics(BatchObserver):
 
     def batch_ran(self, rows: int, padding: int, inference_s: float) -> None:
         self.batch_size.observe(rows)
-        self.inference_duration.observe(inference_s)
+        self.batch_duration.observe(inference_s)
         if padding:
             self.padding_rows.inc(padding)
 
     def rejected(self, reason: str) -> None:
-        self._metrics.rejected.labels(*self._labels, reason).inc()
+        child = self._rejected.get(reason)
+        if child is None:
+            child = self._rejected[reason] = self._metrics.rejected.labels(*self._labels, reason)
+        child.inc()
 
     def request_done(self, protocol: str, code: str, duration_s: float) -> None:
         """Count one answered request and observe its end-to-end latency."""

@@ -64,6 +64,9 @@ class ModelVersion:
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        self.idle.set()  # no request in flight yet
+
     @property
     def label(self) -> str:
         return f"{self.model}:{self.version}"
@@ -281,7 +284,6 @@ class ModelRepository:
         mv.batcher = Batcher(runtime.predict, self._settings.batching_for(mv.model),
                              self._run_executor, mv.metrics, mv.label)
         mv.batcher.start()
-        mv.idle.set()
         self._metrics.model_load_duration.labels(mv.model).observe(time.monotonic() - started)
         self._set_state(mv, VersionState.AVAILABLE)
         gc.collect()

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import InvalidInputError, PayloadTooLargeError, ServingError
 from service.inference import Timing
+from service.logging_setup import REQUEST_ID
 
 logger = logging.getLogger(__name__)
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -98,6 +99,7 @@ class RequestIdMiddleware:
         if not request_id or not request_id.isascii():
             request_id = uuid.uuid4().hex.encode()
         scope["request_id"] = request_id.decode("ascii", "replace")
+        REQUEST_ID.set(scope["request_id"])  # for log records and the core's access log
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,0 +1,189 @@
+"""Deterministic tests of the dynamic batcher: huge timeouts and events, never timing luck."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher
+from service.config import BatchingSettings
+from service.errors import DeadlineExceededError, InternalError, QueueFullError
+
+HOUR = 3600.0
+
+
+class RecordingModel:
+    """``y = 2x`` that records every batch it runs and can be held at a gate."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.entered.set()
+        self.gate.wait(timeout=60)
+        self.batches.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def make_batcher(model, executor, **settings) -> Batcher:
+    values = {"max_batch_size": 4, "batch_timeout_ms": HOUR * 1000, "max_queue_size": 100}
+    values.update(settings)
+    return Batcher(model, BatchingSettings(**values), executor, name="test:1")
+
+
+def rows(*values: float) -> dict[str, np.ndarray]:
+    return {"x": np.array(values, dtype=np.float32).reshape(-1, 1)}
+
+
+async def submit(batcher: Batcher, *values: float, timeout: float = HOUR, signature="sig"):
+    return await batcher.submit(signature, rows(*values), len(values),
+                                time.monotonic() + timeout)
+
+
+async def test_nothing_completes_until_the_batch_is_full(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor)
+    batcher.start()
+    first = [asyncio.ensure_future(submit(batcher, v)) for v in (1, 2, 3)]
+    await asyncio.sleep(0.2)
+    assert not any(task.done() for task in first)
+    assert model.batches == []
+    last = asyncio.ensure_future(submit(batcher, 4))
+    results = await asyncio.gather(*first, last)
+    assert model.batches == [4]
+    assert [float(out["y"][0, 0]) for out, _ in results] == [2, 4, 6, 8]
+    assert all(stats.batch_rows == 4 for _, stats in results)
+    await batcher.close()
+
+
+async def test_multi_row_requests_get_their_own_rows(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor)
+    batcher.start()
+    a, b = await asyncio.gather(submit(batcher, 1, 2, 3), submit(batcher, 10))
+    assert a[0]["y"].ravel().tolist() == [2, 4, 6]
+    assert b[0]["y"].ravel().tolist() == [20]
+    await batcher.close()
+
+
+async def test_timeout_runs_a_partial_batch(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, batch_timeout_ms=20)
+    batcher.start()
+    out, stats = await submit(batcher, 5)
+    assert out["y"].ravel().tolist() == [10]
+    assert model.batches == [1]
+    await batcher.close()
+
+
+async def test_padding_to_allowed_batch_sizes(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, max_batch_size=8, allowed_batch_sizes=[4, 8],
+                           batch_timeout_ms=20)
+    batcher.start()
+    results = await asyncio.gather(*(submit(batcher, v) for v in (1, 2, 3)))
+    assert model.batches == [4]  # 3 rows padded to 4
+    assert [float(out["y"][0, 0]) for out, _ in results] == [2, 4, 6]
+    await batcher.close()
+
+
+async def test_queue_full_is_refused(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, max_queue_size=2, max_batch_size=64)
+    batcher.start()
+    waiting = [asyncio.ensure_future(submit(batcher, v)) for v in (1, 2)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFullError, match="limit is 2"):
+        await submit(batcher, 3)
+    assert batcher.queue_depth == 2
+    await batcher.close()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_expired_request_never_reaches_the_model(executor) -> None:
+    model = RecordingModel()
+    model.gate.clear()  # hold the first batch inside the model
+    batcher = make_batcher(model, executor, max_batch_size=1, batch_timeout_ms=0)
+    batcher.start()
+    running = asyncio.ensure_future(submit(batcher, 1))
+    await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
+    with pytest.raises(DeadlineExceededError):
+        await submit(batcher, 2, timeout=0.05)
+    model.gate.set()
+    out, _ = await running
+    assert out["y"].ravel().tolist() == [2]
+    await submit(batcher, 3)
+    assert model.batches == [1, 1]  # the expired request (2) never ran
+    assert batcher.queue_depth == 0
+    await batcher.close()
+
+
+async def test_cancelled_request_is_dropped_before_execution(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor)
+    batcher.start()
+    cancelled = asyncio.ensure_future(submit(batcher, 100))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    results = await asyncio.gather(*(submit(batcher, v) for v in (1, 2, 3, 4)))
+    assert model.batches == [4]
+    assert sorted(float(out["y"][0, 0]) for out, _ in results) == [2, 4, 6, 8]
+    await batcher.close()
+
+
+async def test_requests_for_different_signatures_do_not_mix(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, batch_timeout_ms=20)
+    batcher.start()
+    await asyncio.gather(submit(batcher, 1, signature="a"), submit(batcher, 2, signature="b"))
+    assert sorted(model.batches) == [1, 1]
+    await batcher.close()
+
+
+async def test_wrong_output_length_fails_every_waiter(executor) -> None:
+    def short(signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"][:1]}
+
+    batcher = make_batcher(short, executor, max_batch_size=2)
+    batcher.start()
+    results = await asyncio.gather(submit(batcher, 1), submit(batcher, 2),
+                                   return_exceptions=True)
+    assert all(isinstance(r, InternalError) for r in results)
+    assert "returned" in str(results[0])
+    await batcher.close()
+
+
+async def test_dead_batch_loop_fails_waiters_and_restarts(executor, monkeypatch) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, max_batch_size=1, batch_timeout_ms=0)
+    original = batcher._take_batch
+    calls = {"n": 0}
+
+    def explode_once():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original()
+
+    monkeypatch.setattr(batcher, "_take_batch", explode_once)
+    batcher.start()
+    with pytest.raises(InternalError, match="batch loop failed"):
+        await submit(batcher, 1)
+    out, _ = await submit(batcher, 2)  # the loop restarted
+    assert out["y"].ravel().tolist() == [4]
+    await batcher.close()
