@@ -1,0 +1,153 @@
+"""primer-train: bad input gives one clear line and a non-zero exit; a small end-to-end run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.model_card import read_model_card
+from tests.training.conftest import REPO_ROOT
+from tests.training.helpers import encode_image
+from training.cli import main
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], status: int = 1) -> str:
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("primer-train: error: ")
+    return lines[0]
+
+
+def _csv(tmp_path: Path, text: str) -> str:
+    (tmp_path / "a.png").write_bytes(encode_image("L", "PNG", 0))
+    (tmp_path / "b.png").write_bytes(encode_image("RGB", "PNG", 1))
+    (tmp_path / "notes.txt").write_text("not an image")
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    return str(path)
+
+
+def test_missing_data_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = _fails(capsys, ["mnist_dnn", "--data", str(tmp_path / "mnist.npz")])
+    assert f"data file not found: {tmp_path / 'mnist.npz'}" in line
+
+
+def test_empty_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = _fails(capsys, ["mnist_dnn", "--data", str(tmp_path)])
+    assert f"{tmp_path}: empty folder; expected one sub-folder of images per class" in line
+
+
+def test_csv_row_without_location(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = _csv(tmp_path, "label,location\ncat,a.png\ndog\n")
+    line = _fails(capsys, ["mnist_dnn", "--data", data])
+    assert f"{data} row 3: missing image location; expected label,location" in line
+
+
+def test_csv_row_with_non_image(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = _csv(tmp_path, "cat,a.png\ndog,notes.txt\n")
+    line = _fails(capsys, ["mnist_dnn", "--data", data])
+    assert f"{data} row 2:" in line and "notes.txt is not a usable image" in line
+
+
+def test_label_not_in_class_list(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = _csv(tmp_path, "cat,a.png\nzebra,b.png\n")
+    line = _fails(capsys, ["mnist_dnn", "--data", data, "--classes", "cat,dog"])
+    assert f"{data} row 2: label 'zebra' is not in the class list" in line
+
+
+def test_unknown_architecture(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _fails(capsys, ["lenet5"], status=2)
+    assert "unknown architecture 'lenet5'; expected one of mnist_dnn" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mnist_dnn", "--epochs", "0"], "--epochs: expected a positive integer, got '0'"),
+        (["mnist_dnn", "--validation-split", "1.5"], "--validation-split must be between 0"),
+        (["mnist_dnn", "--learning-rate", "-1"], "--learning-rate must be positive"),
+        (["mnist_dnn", "--image-size", "big"], "expected HxW like 28x28, got 'big'"),
+        (["mnist_dnn", "--color-mode", "rgb"], "takes (height, width) grayscale input"),
+        (["mnist_dnn", "--normalization", "zscore"], "invalid choice: 'zscore'"),
+        (["mnist_dnn", "--bogus"], "unrecognized arguments: --bogus"),
+        ([], "the following arguments are required: architecture"),
+    ],
+)
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert message in _fails(capsys, argv, status=2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nope"], "unknown architecture 'nope'"),
+        (["mnist_dnn", "--data", "/nonexistent/mnist.npz"], "data file not found"),
+    ],
+)
+def test_console_entry_prints_one_line_without_traceback(argv: list[str], message: str) -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "training.cli", *argv],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert process.returncode != 0
+    assert process.stderr.count("\n") == 1, process.stderr
+    assert process.stderr.startswith("primer-train: error: ") and message in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("--batch-size", "(default: 128)", "--model-dir", "(default: models)", "resnet50"):
+        assert text in out
+
+
+def test_train_and_export_end_to_end(
+    capsys: pytest.CaptureFixture[str], image_tree: Callable, tmp_path: Path
+) -> None:
+    image_tree(tmp_path / "train")
+    image_tree(tmp_path / "test")
+    argv = [
+        "mnist_dnn",
+        "--data", str(tmp_path / "train"),
+        "--test-data", str(tmp_path / "test"),
+        "--image-size", "8x8",
+        "--normalization", "standardize",
+        "--epochs", "2",
+        "--batch-size", "4",
+        "--validation-split", "0.2",
+        "--verbose", "0",
+        "--name", "shapes",
+        "--model-dir", str(tmp_path / "models"),
+    ]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    version = tmp_path / "models" / "shapes" / "1"
+    assert f"exported {version}" in out
+    card = read_model_card(version)
+    assert card is not None
+    assert card.labels == ("bird", "cat", "dog")
+    assert card.inputs[0].shape == (-1, 8, 8)
+    assert card.image is not None and card.image.normalization == "standardize"
+    assert card.image.mean is not None and 0 < card.image.mean[0] < 255
+    assert card.provenance["dataset"] == "folders:train"
+    assert card.provenance["epochs"] == 2
+    assert 0 <= card.provenance["test_accuracy"] <= 1
+    assert (version / "assets.extra" / "training_curves.png").is_file()
+    assert (version / "assets.extra" / "history.json").is_file()
+    line = _fails(capsys, [*argv, "--version", "1"])
+    assert "version 1 already exists" in line
+    assert sorted(p.name for p in version.parent.iterdir()) == ["1"]
