@@ -19,7 +19,7 @@ from service.model_card import RESAMPLE_FILTERS, ImageContract
 from training.datasets import FORMATS, Dataset, DatasetError, load_dataset
 from training.inputs import NORMALIZATIONS, image_contract
 from training.registry import ARCHITECTURES, Architecture, get_architecture
-from training.repository import ExportError, check_version_free
+from training.repository import ExportError, check_model_name, check_version_free
 
 PROG = "primer-train"
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
@@ -191,7 +191,7 @@ def _check(args: argparse.Namespace) -> None:
     ):
         if not 0 < value < 1:
             raise CliError(f"{option} must be between 0 and 1 (exclusive), got {value}", EXIT_USAGE)
-    if args.learning_rate <= 0:
+    if not args.learning_rate > 0:  # also refuses nan
         raise CliError(f"--learning-rate must be positive, got {args.learning_rate}", EXIT_USAGE)
     if args.patience < 0:
         raise CliError(f"--patience must be 0 or more, got {args.patience}", EXIT_USAGE)
@@ -215,8 +215,9 @@ def _class_names(spec: str | None) -> list[str] | None:
 
 @dataclass(frozen=True)
 class Plan:
-    """A checked run: the architecture, its input shape, the base contract, the data."""
+    """A checked run: model name, architecture, input shape, base contract, data."""
 
+    name: str
     arch: Architecture
     input_shape: tuple[int, ...]
     contract: ImageContract
@@ -236,9 +237,9 @@ def _prepare(args: argparse.Namespace) -> Plan:
         input_shape = arch.shape_for(height, width, color_mode)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    args.name = args.name or arch.name
+    name = check_model_name(args.name or arch.name)
     if args.version is not None:
-        check_version_free(args.model_dir / args.name, args.version)
+        check_version_free(args.model_dir / name, args.version)
     contract = image_contract(color_mode, height, width, resample=args.resample)
     dataset = load_dataset(
         args.data,
@@ -249,7 +250,7 @@ def _prepare(args: argparse.Namespace) -> Plan:
         class_names=_class_names(args.classes),
         seed=args.seed,
     )
-    return Plan(arch, input_shape, contract, dataset)
+    return Plan(name, arch, input_shape, contract, dataset)
 
 
 def _run(args: argparse.Namespace) -> tuple[Path, float]:
@@ -322,7 +323,7 @@ def _run(args: argparse.Namespace) -> tuple[Path, float]:
     return export_model(
         model,
         model_dir=args.model_dir,
-        name=args.name,
+        name=plan.name,
         image=contract,
         labels=dataset.class_names,
         provenance=provenance,
@@ -330,7 +331,7 @@ def _run(args: argparse.Namespace) -> tuple[Path, float]:
         warmup_batch=model_input(dataset.x_test[:4], contract, input_shape),
         assets={
             "history.json": result.to_json(),
-            "training_curves.png": plot_history(result, f"{args.name} on {dataset.name}"),
+            "training_curves.png": plot_history(result, f"{plan.name} on {dataset.name}"),
         },
     ), result.test_accuracy
 

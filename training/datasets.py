@@ -34,6 +34,7 @@ from service.model_card import ImageContract
 from service.preprocessing import pil_to_pixels
 from training.layouts import (
     DatasetError,
+    Entry,
     load_entries,
     natural_sorted,
     read_csv_index,
@@ -265,7 +266,7 @@ def detect_format(data: str) -> str:
     )
 
 
-def _index(path: Path, fmt: str):
+def _index(path: Path, fmt: str) -> list[Entry]:
     if fmt == "folders":
         if not path.is_dir():
             raise DatasetError(f"{path}: expected a folder of class sub-folders")
@@ -275,7 +276,9 @@ def _index(path: Path, fmt: str):
     return read_csv_index(path) if fmt == "csv" else read_json_index(path)
 
 
-def _hold_out(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, source: str):
+def _hold_out(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_test = round(len(x) * fraction)
     if not 0 < n_test < len(x):
         raise DatasetError(
@@ -316,7 +319,14 @@ def load_dataset(
     fmt = detect_format(data) if fmt == "auto" else fmt
     if test_data is not None and not Path(test_data).expanduser().exists():
         raise DatasetError(f"test data file not found: {test_data}")
+    if fmt in ("mnist", "sign_mnist") and class_names:
+        raise DatasetError(
+            f"{data}: {fmt} has fixed classes; a class list applies only to "
+            f"the folder, CSV and JSON layouts"
+        )
     if fmt == "mnist":
+        if test_data is not None:
+            raise DatasetError(f"{data}: MNIST brings its own test set; drop the test data")
         return load_mnist(None if data == "mnist" else Path(data).expanduser(), contract)
     path = Path(data).expanduser()
     if fmt == "sign_mnist":

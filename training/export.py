@@ -43,7 +43,12 @@ from service.model_card import (
     write_model_card,
 )
 from training.registry import INPUT_NAME
-from training.repository import ExportError, check_version_free, next_version
+from training.repository import (
+    ExportError,
+    check_model_name,
+    check_version_free,
+    next_version,
+)
 
 SIGNATURE = "serving_default"
 OUTPUT_NAME = "probabilities"
@@ -166,7 +171,7 @@ def export_model(
     Raises:
         ExportError: the pinned version exists, or the names/shapes do not fit.
     """
-    base = Path(model_dir) / name
+    base = Path(model_dir) / check_model_name(name)
     if version is not None:
         check_version_free(base, version)
     base.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,26 @@ import re
 from pathlib import Path
 
 _VERSION = re.compile(r"[0-9]+")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+"""Model names the service accepts: a plain folder name, no paths."""
 
 
 class ExportError(Exception):
     """The export cannot be done (e.g. the pinned version already exists)."""
+
+
+def check_model_name(name: str) -> str:
+    """Refuse a model name that is not a plain folder name the service would serve.
+
+    Raises:
+        ExportError: with the rule the name breaks.
+    """
+    if not MODEL_NAME.fullmatch(name):
+        raise ExportError(
+            f"model name {name!r} is not valid; expected letters, digits, '_', '.', '-' "
+            f"(at most 128, starting with a letter or digit)"
+        )
+    return name
 
 
 def list_versions(model_base: str | Path) -> list[int]:

@@ -78,10 +78,21 @@ def test_unknown_architecture(capsys: pytest.CaptureFixture[str]) -> None:
         (["mnist_dnn", "--normalization", "zscore"], "invalid choice: 'zscore'"),
         (["mnist_dnn", "--bogus"], "unrecognized arguments: --bogus"),
         ([], "the following arguments are required: architecture"),
+        (["mnist_dnn", "--learning-rate", "nan"], "--learning-rate must be positive"),
     ],
 )
 def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     assert message in _fails(capsys, argv, status=2)
+
+
+def test_model_name_must_be_a_plain_folder_name(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _fails(capsys, ["mnist_dnn", "--name", "../elsewhere"])
+    assert "model name '../elsewhere' is not valid" in line
+
+
+def test_mnist_refuses_a_class_list(capsys: pytest.CaptureFixture[str], mnist_npz: Path) -> None:
+    line = _fails(capsys, ["mnist_dnn", "--data", str(mnist_npz), "--classes", "a,b"])
+    assert "mnist has fixed classes" in line
 
 
 @pytest.mark.parametrize(
