@@ -108,6 +108,7 @@ class Batcher:
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._lone_arrivals = False
 
     @property
     def queue_depth(self) -> int:
@@ -186,8 +187,12 @@ class Batcher:
                 await self._arrival.wait()
             await self._slots.acquire()
             try:
-                await self._wait_to_fill(self._queue[0].enqueued + self._timeout_s)
+                if not self._lone_arrivals:
+                    await self._wait_to_fill(self._queue[0].enqueued + self._timeout_s)
                 batch = self._take_batch()
+                # Under light load (a batch that holds a single request) waiting for
+                # company only adds latency: run at once until requests overlap again.
+                self._lone_arrivals = len(batch) == 1
             except BaseException:
                 self._slots.release()
                 raise

@@ -84,7 +84,7 @@ async def test_timeout_runs_a_partial_batch(executor) -> None:
     model = RecordingModel()
     batcher = make_batcher(model, executor, batch_timeout_ms=20)
     batcher.start()
-    out, stats = await submit(batcher, 5)
+    out, _ = await submit(batcher, 5)
     assert out["y"].ravel().tolist() == [10]
     assert model.batches == [1]
     await batcher.close()
@@ -186,4 +186,22 @@ async def test_dead_batch_loop_fails_waiters_and_restarts(executor, monkeypatch)
         await submit(batcher, 1)
     out, _ = await submit(batcher, 2)  # the loop restarted
     assert out["y"].ravel().tolist() == [4]
+    await batcher.close()
+
+
+async def test_lone_requests_skip_the_fill_wait_until_requests_overlap(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, max_batch_size=2)
+    batcher.start()
+    await submit(batcher, 1, 2)  # fills a batch alone: one request per batch
+    out, _ = await asyncio.wait_for(submit(batcher, 3), 10)  # no hour-long wait
+    assert out["y"].ravel().tolist() == [6]
+    model.gate.clear()
+    held = asyncio.ensure_future(submit(batcher, 4))  # runs at once, held in the model
+    await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
+    overlapping = [asyncio.ensure_future(submit(batcher, v)) for v in (5, 6)]
+    await asyncio.sleep(0)
+    model.gate.set()
+    await asyncio.gather(held, *overlapping)
+    assert model.batches == [2, 1, 1, 2]  # the overlapping pair ran as one batch
     await batcher.close()

@@ -1,0 +1,231 @@
+"""``make bench``: the serving benchmark, every figure measured in one run on this machine.
+
+1. The raw in-process ceiling of each SavedModel signature at batch sizes 1..N.
+2. ``primer-serve`` under closed-loop load (wrk) at each concurrency.
+3. A naive FastAPI endpoint calling the same signature once per request, same load.
+
+Models: the shipped ``mnist_dnn`` (JSON instances) and a random-init ``resnet50`` exported
+now (JPEG bytes as b64, and JSON floats). Prints items/s, p50/p99, mean formed batch size,
+efficiency (served items/s ÷ raw best-batch items/s) and the ratio to the naive baseline,
+and writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadtest.processes import free_port, metric_sum, running
+from loadtest.wrk import LoadResult, run_wrk
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_NPZ = ROOT.parent / "shared" / "data" / "mnist.npz"
+SERVER_CONFIG = """
+batching: {max_batch_size: 64, batch_timeout_ms: 2.0, max_queue_size: 1024}
+models:
+  resnet50:
+    batching: {max_batch_size: %(resnet_batch)d, batch_timeout_ms: 20.0, max_queue_size: 256}
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One model + payload form driven through the server (and the naive baseline)."""
+
+    name: str
+    model: str
+    body: Path
+    seconds: float
+    naive: bool
+
+
+# ----- models and payloads ----------------------------------------------------------------
+def prepare_models(workdir: Path, mnist_model: Path) -> Path:
+    """A model repository with the shipped mnist_dnn and a fresh random-init resnet50."""
+    import keras
+
+    from service.model_card import ImageContract
+    from training.architectures import resnet50
+    from training.export import export_model
+
+    repo = workdir / "models"
+    shutil.copytree(mnist_model, repo / "mnist_dnn")
+    keras.utils.set_random_seed(0)
+    export_model(resnet50((224, 224, 3), 1000), model_dir=repo, name="resnet50",
+                 image=ImageContract(color_mode="rgb", height=224, width=224,
+                                     resample="bilinear"),
+                 labels=[f"class_{i}" for i in range(1000)],
+                 provenance={"architecture": "resnet50", "dataset": "random-init"})
+    return repo
+
+
+def write_payloads(workdir: Path) -> dict[str, Path]:
+    """Request bodies: an MNIST digit as JSON, a photo-like JPEG as b64 and as floats."""
+    from PIL import Image
+
+    digits = np.load(MNIST_NPZ)["x_test"]
+    mnist = {"instances": [np.round(digits[0] / 255.0, 4).tolist()]}
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    jpeg = {"instances": [{"b64": base64.b64encode(buffer.getvalue()).decode()}]}
+    floats = {"instances": [np.round(rng.random((224, 224, 3)), 3).tolist()]}
+    paths = {}
+    for name, body in (("mnist_json", mnist), ("resnet_jpeg", jpeg), ("resnet_floats", floats)):
+        paths[name] = workdir / f"{name}.json"
+        paths[name].write_text(json.dumps(body))
+    return paths
+
+
+# ----- 1. raw ceiling ---------------------------------------------------------------------
+def raw_ceiling(version_dir: Path, batch_sizes: list[int], seconds: float) -> dict[int, float]:
+    """Items/s of the bare signature at each batch size (in-process, no server)."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    name, spec = next(iter(signature.structured_input_signature[1].items()))
+    shape = spec.shape.as_list()[1:]
+    results = {}
+    for size in batch_sizes:
+        batch = tf.constant(np.random.default_rng(0).random((size, *shape), np.float32))
+        signature(**{name: batch})  # warm
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds or count < 3:
+            signature(**{name: batch})[next(iter(signature.structured_outputs))].numpy()
+            count += 1
+        results[size] = round(count * size / (time.perf_counter() - started), 1)
+    return results
+
+
+# ----- 2. and 3. served -------------------------------------------------------------------
+def drive(url: str, scenario: Scenario, concurrencies: list[int],
+          metrics_url: str | None) -> list[dict[str, Any]]:
+    runs = []
+    for concurrency in concurrencies:
+        before = metric_sum(metrics_url, "primer_batch_size", scenario.model)
+        result: LoadResult = run_wrk(url, scenario.body, concurrency=concurrency,
+                                     seconds=scenario.seconds)
+        after = metric_sum(metrics_url, "primer_batch_size", scenario.model)
+        row = result.to_dict()
+        if before is not None and after is not None and after[1] > before[1]:
+            row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]), 2)
+        runs.append(row)
+        print(f"  {scenario.name:14s} c={concurrency:<3d} {result.requests_per_s:9.1f} req/s "
+              f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+              f"errors {result.errors}  batch {row.get('mean_batch_size', '-')}", flush=True)
+    return runs
+
+
+def serve_command(repo: Path, port: int, grpc_port: int, config: Path) -> list[str]:
+    return [str(ROOT / ".venv" / "bin" / "primer-serve"), "--model-base-path", str(repo),
+            "--rest-port", str(port), "--grpc-port", str(grpc_port), "--host", "127.0.0.1",
+            "--config", str(config), "--poll-interval-s", "0", "--log-level", "WARNING"]
+
+
+def naive_command(version_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "loadtest.naive_server:app",
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+               "--no-access-log"]
+    return command, {"MODEL_DIR": str(version_dir)}
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """Efficiency and naive ratios for every served run."""
+    summary: dict[str, Any] = {}
+    for name, runs in report["served"].items():
+        model = report["scenarios"][name]["model"]
+        ceiling = max(report["raw_ceiling"][model].values())
+        naive = {r["concurrency"]: r for r in report["naive"].get(name, [])}
+        for run in runs:
+            key = f"{name}@c{run['concurrency']}"
+            entry = {"requests_per_s": run["requests_per_s"],
+                     "efficiency": round(run["requests_per_s"] / ceiling, 3),
+                     "mean_batch_size": run.get("mean_batch_size")}
+            if run["concurrency"] in naive and naive[run["concurrency"]]["requests_per_s"]:
+                entry["ratio_to_naive"] = round(
+                    run["requests_per_s"] / naive[run["concurrency"]]["requests_per_s"], 2)
+            summary[key] = entry
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per mnist run")
+    parser.add_argument("--resnet-seconds", type=float, default=15.0, help="per resnet run")
+    parser.add_argument("--raw-seconds", type=float, default=2.0, help="per batch size")
+    parser.add_argument("--mnist-model", default=str(ROOT / "models" / "mnist_dnn"),
+                        help="the mnist_dnn model folder (holding versions)")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
+    args = parser.parse_args(argv)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    with tempfile.TemporaryDirectory(prefix="primer-bench-") as tmp:
+        workdir = Path(tmp)
+        print("preparing models and payloads ...", flush=True)
+        repo = prepare_models(workdir, Path(args.mnist_model))
+        bodies = write_payloads(workdir)
+        scenarios = [
+            Scenario("mnist_json", "mnist_dnn", bodies["mnist_json"], args.seconds, True),
+            Scenario("resnet_jpeg", "resnet50", bodies["resnet_jpeg"], args.resnet_seconds,
+                     True),
+            Scenario("resnet_floats", "resnet50", bodies["resnet_floats"], args.resnet_seconds,
+                     False),
+        ]
+        version_dirs = {"mnist_dnn": repo / "mnist_dnn" / "1", "resnet50": repo / "resnet50" / "1"}
+        print("raw in-process ceiling ...", flush=True)
+        raw = {"mnist_dnn": raw_ceiling(version_dirs["mnist_dnn"], [1, 8, 32, 64, 128, 256],
+                                        args.raw_seconds),
+               "resnet50": raw_ceiling(version_dirs["resnet50"], [1, 2, 4, 8, 16, 32],
+                                       args.raw_seconds)}
+        for model, figures in raw.items():
+            print(f"  {model:10s} items/s by batch size: {figures}", flush=True)
+        best_resnet_batch = max(raw["resnet50"], key=raw["resnet50"].get)
+        config = workdir / "server.yaml"
+        config.write_text(SERVER_CONFIG % {"resnet_batch": best_resnet_batch})
+
+        report: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "raw_ceiling": raw, "served": {}, "naive": {},
+            "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios}}
+        port, grpc_port = free_port(), free_port()
+        print("primer-serve ...", flush=True)
+        with running(serve_command(repo, port, grpc_port, config), port):
+            for s in scenarios:
+                url = f"http://127.0.0.1:{port}/v1/models/{s.model}:predict"
+                report["served"][s.name] = drive(url, s, concurrencies,
+                                                 f"http://127.0.0.1:{port}/metrics")
+        for s in (s for s in scenarios if s.naive):
+            print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
+            naive_port = free_port()
+            command, env = naive_command(version_dirs[s.model], naive_port)
+            with running(command, naive_port, env=env, health_path="/docs"):
+                url = f"http://127.0.0.1:{naive_port}/v1/models/{s.model}:predict"
+                report["naive"][s.name] = drive(url, s, concurrencies, None)
+
+    report["summary"] = summarize(report)
+    print("\nsummary (efficiency = served items/s / raw best-batch items/s):")
+    for key, entry in report["summary"].items():
+        print(f"  {key:22s} {json.dumps(entry)}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"\nreport written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Helpers for benchmark and load-test runs: free ports, server subprocesses, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http_ok(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, *, env: dict[str, str] | None = None,
+            health_path: str = "/v2/health/ready", timeout: float = 300) -> Iterator[
+                subprocess.Popen[bytes]]:
+    """Run a server subprocess until the block ends; wait for its health URL first."""
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})},
+                               start_new_session=True)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}{health_path}", timeout)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def metric_sum(metrics_url: str | None, name: str, model: str) -> tuple[float, float] | None:
+    """(sum, count) of histogram ``name`` summed over the versions of ``model``."""
+    if metrics_url is None:
+        return None
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    total, count = 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.labels.get("model") != model:
+                continue
+            if sample.name == f"{name}_sum":
+                total += sample.value
+            elif sample.name == f"{name}_count":
+                count += sample.value
+    return total, count
