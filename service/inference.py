@@ -131,11 +131,13 @@ class InferenceCore:
                 mv.metrics.inflight.inc()
                 try:
                     result = await self._run(mv, request, deadline, started)
-                    post_started = time.monotonic()
                     encoded = encode(result)
                     timing = result.timing
-                    timing.postprocess_s = time.monotonic() - post_started
                     timing.total_s = time.monotonic() - started
+                    # stages are contiguous, so they add up to the total: postprocess runs
+                    # from the end of the model call (resuming this request included)
+                    timing.postprocess_s = max(0.0, timing.total_s - timing.preprocess_s
+                                               - timing.queue_s - timing.inference_s)
                     mv.metrics.postprocess_duration.observe(timing.postprocess_s)
                     mv.metrics.items.inc(_rows(result.outputs))
                 finally:

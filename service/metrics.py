@@ -99,7 +99,8 @@ class Metrics:
             model, buckets=LATENCY_BUCKETS, registry=r)
         self.postprocess_duration = Histogram(
             f"{PREFIX}_postprocess_duration_seconds",
-            "Turning a request's outputs into its response.",
+            "From the end of the model call to the encoded response (resuming the request, "
+            "slicing its rows, encoding).",
             model, buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram(
             f"{PREFIX}_batch_size", "Rows per executed batch (padding included).",
