@@ -6,6 +6,7 @@ temporary model repository. Each is small and deterministic so expected outputs 
 * ``half_plus_two`` — ``y = 0.5 * x + 2`` on ``x: float32[-1, 3]`` (TF Serving's classic).
 * ``two_io`` — inputs ``a``, ``b`` (float32[-1, 2]); outputs ``sum``, ``product``; a second
   signature ``difference``.
+* ``int_doubler`` — ``doubled = 2 * ids`` on ``ids: int64[-1]``.
 * ``tiny_image`` — an 8x8 grayscale image classifier with an image contract and labels.
 """
 
@@ -43,6 +44,12 @@ class _TwoIO(tf.Module):
         return {"difference": a - b}
 
 
+class _Doubler(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="ids")])
+    def serve(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"doubled": ids * 2}
+
+
 class _TinyImage(tf.Module):
     """Scores 4 classes from an 8x8 image: the mean brightness of each quadrant."""
 
@@ -67,6 +74,12 @@ def two_io(version_dir: Path) -> Path:
     module = _TwoIO()
     tf.saved_model.save(module, str(version_dir), signatures={
         "serving_default": module.serve, "difference": module.difference})
+    return version_dir
+
+
+def int_doubler(version_dir: Path) -> Path:
+    module = _Doubler()
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
     return version_dir
 
 
@@ -95,6 +108,7 @@ def build_repository(base: Path) -> Path:
     half_plus_two(base / "half_plus_two" / "1")
     two_io(base / "two_io" / "1")
     tiny_image(base / "tiny_image" / "1")
+    int_doubler(base / "int_doubler" / "1")
     return base
 
 

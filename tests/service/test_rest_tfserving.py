@@ -174,6 +174,30 @@ def test_bad_requests_get_clear_errors(rest: httpx.Client, path: str, body: dict
     assert_live(rest)
 
 
+def test_integer_inputs_and_wrong_dtypes(rest: httpx.Client) -> None:
+    response = rest.post("/v1/models/int_doubler:predict", json={"instances": [1, 2, 3]})
+    assert response.json() == {"predictions": [2, 4, 6]}
+    response = rest.post("/v1/models/int_doubler:predict", json={"instances": [1.5, 2]})
+    assert response.status_code == 400
+    assert "int64 integers" in response.json()["error"]
+    response = rest.post("/v1/models/int_doubler:predict", json={"instances": [2**70]})
+    assert response.status_code == 400
+    assert_live(rest)
+
+
+def test_truncated_and_non_image_bytes(rest: httpx.Client) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(quadrant_image(0, size=64)).save(buffer, format="JPEG")
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    for payload, needle in ((truncated, "truncated"), (b"<html></html>", "not an image"),
+                            (b"", "empty")):
+        response = rest.post("/v1/models/tiny_image:classify", content=payload,
+                             headers={"Content-Type": "image/jpeg"})
+        assert response.status_code == 400, response.text
+        assert needle in response.json()["error"]
+    assert_live(rest)
+
+
 def test_invalid_json_and_deep_nesting(rest: httpx.Client) -> None:
     for payload in (b"{not json", b"[" * 10_000 + b"]" * 10_000, b""):
         response = rest.post("/v1/models/half_plus_two:predict", content=payload)
@@ -182,9 +206,8 @@ def test_invalid_json_and_deep_nesting(rest: httpx.Client) -> None:
     assert_live(rest)
 
 
-def test_nan_rejected_where_image_contract_forbids_it(rest: httpx.Client) -> None:
-    response = rest.post("/v1/models/tiny_image:predict",
-                         content=b'{"instances": [' + b"[[1e400]]" * 0 + b"]}")
+def test_non_finite_rejected_where_image_contract_forbids_it(rest: httpx.Client) -> None:
+    response = rest.post("/v1/models/tiny_image:predict", content=b'{"instances": [1e400]}')
     assert response.status_code == 400
     too_big = "[" + ",".join(["[" + ",".join(["[1e39]"] * 8) + "]"] * 8) + "]"
     response = rest.post("/v1/models/tiny_image:predict",
