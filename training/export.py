@@ -5,6 +5,7 @@ Layout written (TF Serving's, so stock TF Serving loads it too)::
     <model_dir>/<name>/<version>/saved_model.pb, variables/, fingerprint.pb
     <model_dir>/<name>/<version>/assets.extra/model.json                  the serving contract
     <model_dir>/<name>/<version>/assets.extra/tf_serving_warmup_requests  one PredictRequest
+    <model_dir>/<name>/<version>/assets.extra/labels.txt                  one label per line
     <model_dir>/<name>/<version>/assets.extra/<extra assets>              e.g. history, curves
 
 Everything is written into ``<model_dir>/<name>/.tmp-export-*``, flushed to disk, then
@@ -53,6 +54,7 @@ from training.repository import (
 SIGNATURE = "serving_default"
 OUTPUT_NAME = "probabilities"
 TEMP_PREFIX = ".tmp-export-"
+LABELS_FILE = "labels.txt"
 
 
 def _tensor_info(name: str, spec: tf.TensorSpec) -> TensorInfo:
@@ -206,6 +208,7 @@ def export_model(
         write_model_card(staging, card)
         write_warmup_requests(staging / WARMUP_PATH, name, inputs[0].name, batch)
         extra = staging / MODEL_CARD_PATH.parent
+        (extra / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), "utf-8")
         for file_name, data in (assets or {}).items():
             (extra / file_name).write_bytes(data)
         staging.chmod(0o755)  # mkdtemp made it owner-only; servers may run as another user

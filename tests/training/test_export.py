@@ -120,6 +120,7 @@ def test_layout_and_extra_assets(exported: Path) -> None:
     extra = exported / "assets.extra"
     assert json.loads((extra / "history.json").read_text())["epochs_run"] >= 1
     assert (extra / "training_curves.png").read_bytes() == b"\x89PNG"
+    assert (extra / "labels.txt").read_text().splitlines() == [str(d) for d in range(10)]
     assert stat.S_IMODE(exported.stat().st_mode) == 0o755
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]
 
