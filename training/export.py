@@ -21,7 +21,6 @@ the written SavedModel.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import shutil
@@ -86,8 +85,7 @@ def save_saved_model(model: keras.Model, directory: str | Path) -> None:
         return {OUTPUT_NAME: model(image, training=False)}
 
     archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[spec])
-    with contextlib.redirect_stdout(None):  # ExportArchive prints a summary of endpoints
-        archive.write_out(str(directory), verbose=False)
+    archive.write_out(str(directory), verbose=False)
 
 
 def write_warmup_requests(
