@@ -152,13 +152,18 @@ class ModelCard:
 
 
 def read_model_card(version_dir: str | Path) -> ModelCard | None:
-    """Read ``assets.extra/model.json`` of a version folder; None when the file is absent."""
-    path = Path(version_dir) / MODEL_CARD_PATH
-    if not path.exists():
+    """Read ``assets.extra/model.json`` of a version folder; None when the file is absent.
+
+    ``version_dir`` may be any filesystem TensorFlow supports (``gs://``, ``ram://``).
+    """
+    from service import storage  # TensorFlow only when reading, not for the schema
+
+    path = storage.join(str(version_dir), *MODEL_CARD_PATH.parts)
+    if not storage.exists(path):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(storage.read_bytes(path).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelCardError(f"{path}: cannot read model.json: {exc}") from exc
     if not isinstance(data, dict):
         raise ModelCardError(f"{path}: model.json must hold a JSON object")

@@ -15,13 +15,13 @@ import contextlib
 import enum
 import gc
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from service import storage
 from service.batching import Batcher
 from service.config import ModelSettings, Settings
 from service.errors import ModelNotFoundError, ModelUnavailableError
@@ -54,7 +54,7 @@ class ModelVersion:
     model: str
     version: int
     path: str
-    fingerprint: tuple[float, ...]
+    fingerprint: tuple[int, ...]
     state: VersionState = VersionState.START
     error: str = ""
     runtime: ModelRuntime | None = None
@@ -99,14 +99,6 @@ def select_versions(available: list[int], policy: ModelSettings) -> set[int]:
     return set(sorted(available)[-policy.latest:])
 
 
-def _fingerprint(path: str) -> tuple[float, ...]:
-    stamps = []
-    for name in ("saved_model.pb", "variables"):
-        with contextlib.suppress(OSError):
-            stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
-    return (os.stat(path).st_mtime_ns, *stamps)
-
-
 class ModelRepository:
     """Owns every model version: discovery, loading, warm-up, routing and retirement.
 
@@ -125,7 +117,7 @@ class ModelRepository:
         self._run_executor = run_executor
         self._load_executor = load_executor
         self._device_for = device_for
-        self._base = os.path.realpath(settings.model_base_path)
+        self._base = storage.resolve_base(settings.model_base_path)
         self._versions: dict[str, dict[int, ModelVersion]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._poll_task: asyncio.Task[None] | None = None
@@ -170,29 +162,25 @@ class ModelRepository:
     def _scan(self) -> dict[str, dict[int, str]]:
         """Model name → {version: path} on disk (blocking; run in a thread)."""
         found: dict[str, dict[int, str]] = {}
-        try:
-            model_entries = list(os.scandir(self._base))
-        except OSError as exc:
-            logger.error("cannot read model base path %s: %s", self._base, exc)
+        if not storage.exists(self._base):
+            logger.error("model base path %s does not exist", self._base)
             return found
-        for entry in model_entries:
-            if not MODEL_NAME.match(entry.name) or not entry.is_dir():
+        for name in storage.list_dirs(self._base):
+            if not MODEL_NAME.match(name):
                 continue
             versions: dict[int, str] = {}
-            with contextlib.suppress(OSError):
-                for version_entry in os.scandir(entry.path):
-                    if not VERSION_DIR.match(version_entry.name) or not version_entry.is_dir():
-                        continue
-                    real = os.path.realpath(version_entry.path)
-                    if os.path.commonpath([real, self._base]) != self._base:
-                        logger.warning("ignoring %s: it resolves outside the model base path",
-                                       version_entry.path)
-                        continue
-                    if int(version_entry.name) > 0 and os.path.exists(
-                            os.path.join(real, "saved_model.pb")):
-                        versions[int(version_entry.name)] = real
+            model_dir = storage.join(self._base, name)
+            for version_name in storage.list_dirs(model_dir):
+                if not VERSION_DIR.match(version_name) or int(version_name) <= 0:
+                    continue
+                path = storage.inside(self._base, storage.join(model_dir, version_name))
+                if path is None:
+                    logger.warning("ignoring %s/%s: it resolves outside the model base path",
+                                   name, version_name)
+                elif storage.exists(storage.join(path, "saved_model.pb")):
+                    versions[int(version_name)] = path
             if versions:
-                found[entry.name] = versions
+                found[name] = versions
         return found
 
     async def poll_once(self) -> None:
@@ -209,7 +197,7 @@ class ModelRepository:
         for version, path in on_disk.items():
             mv = known.get(version)
             if mv is not None and mv.state is VersionState.FAILED:
-                fingerprint = _fingerprint(path)
+                fingerprint = storage.fingerprint(path)
                 if fingerprint != mv.fingerprint:  # files changed: try again
                     del known[version]
         loadable = [v for v in on_disk
@@ -217,7 +205,8 @@ class ModelRepository:
         aspired = select_versions(loadable, self._settings.for_model(model))
         for version in aspired:
             if version not in known:
-                mv = ModelVersion(model, version, on_disk[version], _fingerprint(on_disk[version]))
+                path = on_disk[version]
+                mv = ModelVersion(model, version, path, storage.fingerprint(path))
                 known[version] = mv
                 self._spawn(self._load(mv))
         states = [known[v].state for v in aspired]

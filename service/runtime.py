@@ -12,13 +12,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from service import storage
 from service.errors import InvalidInputError
 
 
 def read_signature_defs(path: str | Path) -> dict[str, meta_graph_pb2.SignatureDef]:
     """The SignatureDef protos of a SavedModel, as TF Serving reports them in metadata."""
     saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    saved_model.ParseFromString(storage.read_bytes(storage.join(str(path), "saved_model.pb")))
     graph = saved_model.meta_graphs[0]
     return {key: sig for key, sig in graph.signature_def.items() if not key.startswith("__")}
 

@@ -17,9 +17,11 @@ from service.config import Settings
 from service.devices import choose_device, configure_tensorflow
 from service.inference import InferenceCore
 from service.metrics import Metrics
+from service.protocols.grpc_server import GrpcServer
 from service.protocols.ops_rest import OpsRest
 from service.protocols.rest_app import build_rest_app
 from service.protocols.tfserving_rest import TFServingRest
+from service.protocols.v2_rest import V2Rest
 from service.repository import ModelRepository
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,11 @@ class Server:
         self.ops = OpsRest(self.repository, self.metrics)
         self.rest_app = build_rest_app([
             *TFServingRest(self.core, settings).routes(),
+            *V2Rest(self.core, settings).routes(),
             *self.ops.routes(),
         ])
+        self.grpc = GrpcServer(settings, self.core, self.ops.is_ready)
+        self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
         self._uvicorn_task: asyncio.Task[None] | None = None
         self.rest_port = settings.rest_port
@@ -62,7 +67,7 @@ class Server:
         return choose_device(self.settings.device_for(model), self._gpu_count)
 
     async def start(self) -> None:
-        """Load the models, then open the REST port."""
+        """Load the models, then open the REST and gRPC ports."""
         await self.repository.start()
         config = uvicorn.Config(
             self.rest_app, host=self.settings.host, port=self.settings.rest_port,
@@ -77,15 +82,20 @@ class Server:
                 raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
             await asyncio.sleep(0.01)
         self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
-        logger.info("REST on %s:%d; models: %s", self.settings.host, self.rest_port,
+        self.grpc_port = await self.grpc.start()
+        logger.info("REST on %s:%d, gRPC on %s:%d; models: %s", self.settings.host,
+                    self.rest_port, self.settings.host, self.grpc_port,
                     self.repository.model_names())
 
     async def stop(self) -> None:
         """Turn not-ready, stop accepting, finish admitted requests, unload models."""
         self.ops.draining = True
+        grpc_stopped = asyncio.get_running_loop().create_task(
+            self.grpc.stop(self.settings.shutdown_timeout_s))
         if self._uvicorn is not None and self._uvicorn_task is not None:
             self._uvicorn.should_exit = True
             await self._uvicorn_task
+        await grpc_stopped
         await self.repository.close()
         for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
             executor.shutdown(wait=False, cancel_futures=True)

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from service import storage
 from service.model_card import WARMUP_PATH
 from service.runtime import ModelRuntime
 
@@ -22,8 +23,8 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving's own cap
 
 def read_warmup_requests(version_dir: str | Path) -> list[tuple[str, dict[str, np.ndarray]]]:
     """The (signature, inputs) pairs of a TF Serving warm-up file; [] when it is absent."""
-    path = Path(version_dir) / WARMUP_PATH
-    if not path.exists():
+    path = storage.join(str(version_dir), *WARMUP_PATH.parts)
+    if not storage.exists(path):
         return []
     requests = []
     for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):

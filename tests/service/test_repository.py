@@ -173,3 +173,23 @@ def test_temp_folders_and_escaping_symlinks_are_ignored(repo: Path, tmp_path_fac
         assert states(client) == {"1": "AVAILABLE"}
     finally:
         thread.stop()
+
+
+def test_model_base_path_on_tensorflow_ram_filesystem(tmp_path: Path) -> None:
+    """Any tf.io.gfile filesystem works as the base path (gs:// in production)."""
+    import tensorflow as tf
+
+    local = half_plus_two(tmp_path / "src", offset=4.0)
+    base = f"ram://models-{os.getpid()}"
+    for root, _, files in os.walk(local):
+        for name in files:
+            relative = os.path.relpath(os.path.join(root, name), local)
+            target = f"{base}/half_plus_two/1/{relative}"
+            tf.io.gfile.makedirs(os.path.dirname(target))
+            tf.io.gfile.copy(os.path.join(root, name), target, overwrite=True)
+    thread = ServerThread(make_settings(Path("."), model_base_path=base)).start()
+    try:
+        with httpx.Client(base_url=thread.rest_url) as client:
+            assert predict_offset(client) == 4.0
+    finally:
+        thread.stop()

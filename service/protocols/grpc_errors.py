@@ -1,0 +1,75 @@
+"""The one error mapping of the gRPC adapters, and the per-call helpers they share.
+
+Every servicer method is wrapped by ``serving_errors``: a ``ServingError`` becomes
+``context.abort(exc.grpc_code, exc.message)`` (the error table in ``service.errors``);
+anything else becomes INTERNAL with a log line carrying the request id, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+from service.errors import ServingError
+
+logger = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Servicer = TypeVar("Servicer")
+Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+REQUEST_ID_KEY = "x-request-id"
+
+
+def request_id(context: grpc.aio.ServicerContext) -> str:
+    """The caller's ``x-request-id`` metadata, or a fresh id."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and value.isascii():
+            return value[:128]
+    return uuid.uuid4().hex
+
+
+def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> float | None:
+    """Seconds left for this call: the gRPC deadline and any other limits, whichever is first.
+
+    A deadline already passed yields a tiny positive number so the core answers
+    DEADLINE_EXCEEDED rather than falling back to its default timeout.
+    """
+    candidates = [t for t in (context.time_remaining(), *others) if t is not None]
+    if not candidates:
+        return None
+    return max(min(candidates), 1e-6)
+
+
+def serving_errors(method: Method[Servicer, Request, Response]
+                   ) -> Method[Servicer, Request, Response]:
+    """Map the typed errors of one servicer method to gRPC status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Request,
+                      context: grpc.aio.ServicerContext) -> Response:
+        try:
+            return await method(self, request, context)
+        except ServingError as exc:
+            message = exc.message
+            if exc.grpc_code is grpc.StatusCode.INTERNAL:
+                rid = request_id(context)
+                logger.error("internal error in %s (request id %s): %s", method.__qualname__,
+                             rid, message)
+                message = f"{message} (request id {rid})"
+            await context.abort(exc.grpc_code, message)
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception:
+            rid = request_id(context)
+            logger.exception("internal error in %s (request id %s)", method.__qualname__, rid)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    return wrapper
+

@@ -1,0 +1,127 @@
+"""The gRPC server: grpc.aio on the server's event loop, serving every gRPC adapter.
+
+TF Serving's ``PredictionService`` and ``ModelService``, KServe v2's
+``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` and server reflection, all on
+one port. Message size limits come from the settings; gRPC itself answers
+RESOURCE_EXHAUSTED for a message beyond them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
+
+from service.config import Settings
+from service.inference import InferenceCore
+from service.protocols import tfserving_grpc
+from service.protocols.generated import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from service.protocols.grpc_health import ServingHealth
+from service.protocols.v2_grpc import SERVICE_NAME as V2_SERVICE
+from service.protocols.v2_grpc import V2InferenceServicer
+
+logger = logging.getLogger(__name__)
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+REFLECTION_SERVICE = reflection.SERVICE_NAME
+
+
+def reflection_pool(files: Iterable[FileDescriptor]) -> descriptor_pool.DescriptorPool:
+    """One descriptor pool holding ``files`` and their imports, for server reflection.
+
+    The KServe v2 messages live in a private pool (see ``tools/generate_protos.sh``), so the
+    default pool alone cannot describe every service.
+    """
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        pool.AddSerializedFile(file.serialized_pb)
+        added.add(file.name)
+
+    for file in files:
+        add(file)
+    return pool
+
+
+class GrpcServer:
+    """Every gRPC service of the server on one grpc.aio server.
+
+    Args:
+        settings: host, port and message size limits.
+        core: the inference core.
+        is_ready: the server's readiness (False while loading or draining).
+    """
+
+    def __init__(self, settings: Settings, core: InferenceCore,
+                 is_ready: Callable[[], bool]) -> None:
+        self._settings = settings
+        self._core = core
+        self._is_ready = is_ready
+        self._server: grpc.aio.Server | None = None
+        self.port = settings.grpc_port
+        self._services = self._servicers()
+        self.health = ServingHealth(core.repository, is_ready,
+                                    [name for _, _, name in self._services])
+
+    def _servicers(self) -> list[tuple[Callable[[Any, Any], None], Any, str]]:
+        v2 = V2InferenceServicer(self._core, self._settings, self._is_ready)
+        return [
+            *tfserving_grpc.servicers(self._core),
+            (grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, v2,
+             V2_SERVICE),
+        ]
+
+    def options(self) -> list[tuple[str, Any]]:
+        """Channel arguments of the server."""
+        limit = self._settings.grpc_max_message_bytes
+        return [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+
+    async def start(self) -> int:
+        """Bind and start; returns the bound port (useful when the setting is 0)."""
+        server = grpc.aio.server(options=self.options())
+        names = []
+        for add, servicer, name in self._services:
+            add(servicer, server)
+            names.append(name)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names += [HEALTH_SERVICE, REFLECTION_SERVICE]
+        pool = reflection_pool([
+            prediction_service_pb2.DESCRIPTOR, model_service_pb2.DESCRIPTOR,
+            grpc_predict_v2_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR])
+        reflection.enable_server_reflection(names, server, pool=pool)
+        address = f"{self._settings.host}:{self._settings.grpc_port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
+        if port == 0:
+            raise OSError(f"cannot listen for gRPC on {address}")
+        await server.start()
+        await self.health.refresh()
+        self.health.start()
+        self._server, self.port = server, port
+        logger.info("gRPC on %s:%d: %s", self._settings.host, port, ", ".join(sorted(names)))
+        return port
+
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new calls and let running calls finish for ``grace_s``."""
+        await self.health.shutdown()
+        if self._server is not None:
+            await self._server.stop(grace_s)
