@@ -29,6 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m loadtest.bench
+
 train-mnist: $(STAMP)
 	$(BIN)/primer-train mnist_dnn --data ../shared/data/mnist.npz --epochs 8 --name mnist_dnn --model-dir models
 
