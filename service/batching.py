@@ -98,6 +98,7 @@ class Batcher:
         self._timeout_s = settings.batch_timeout_ms / 1000 if settings.enabled else 0.0
         self._allowed = settings.allowed_batch_sizes if settings.enabled else None
         self._max_queue = settings.max_queue_size
+        self._max_queued_rows = settings.max_enqueued_batches * settings.max_batch_size
         self._executor = executor
         self._observer = observer or BatchObserver()
         self._name = name
@@ -130,6 +131,26 @@ class Batcher:
             await asyncio.gather(*self._running, return_exceptions=True)
         self._fail_queued(ModelUnavailableError(f"model {self._name} is unloading"))
 
+    def admit(self, rows: int) -> None:
+        """Refuse at once when ``rows`` more would overfill the queue (cheap pre-check).
+
+        Raises:
+            QueueFullError: over ``max_queue_size`` requests or ``max_enqueued_batches``
+                batches' worth of rows.
+            ModelUnavailableError: the version is unloading.
+        """
+        if self._closed:
+            raise ModelUnavailableError(f"model {self._name} is unloading")
+        if len(self._queue) >= self._max_queue:
+            raise QueueFullError(
+                f"model {self._name} has {len(self._queue)} requests queued, the limit is "
+                f"{self._max_queue}; retry later")
+        if self._queued_rows and self._queued_rows + rows > self._max_queued_rows:
+            raise QueueFullError(
+                f"model {self._name} has {self._queued_rows} rows queued, the limit is "
+                f"{self._max_queued_rows} ({self._max_queued_rows // self._max_rows} "
+                "batches); retry later")
+
     async def submit(self, signature: str, inputs: Arrays, rows: int,
                      deadline: float) -> tuple[Arrays, BatchStats]:
         """Queue one request and wait for its rows of the outputs.
@@ -141,16 +162,11 @@ class Batcher:
             deadline: ``time.monotonic()`` value after which the answer is useless.
 
         Raises:
-            QueueFullError: the queue is at ``max_queue_size``.
+            QueueFullError: the queue is full (see ``admit``).
             DeadlineExceededError: the deadline passed before the outputs were ready.
             ModelUnavailableError: the version is unloading.
         """
-        if self._closed:
-            raise ModelUnavailableError(f"model {self._name} is unloading")
-        if len(self._queue) >= self._max_queue:
-            raise QueueFullError(
-                f"model {self._name} has {len(self._queue)} requests queued, the limit is "
-                f"{self._max_queue}; retry later")
+        self.admit(rows)
         now = time.monotonic()
         if deadline <= now:
             raise DeadlineExceededError("the request's deadline passed before it was queued")

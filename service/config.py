@@ -34,6 +34,9 @@ class BatchingSettings(BaseModel):
     """Pad every batch up to the next of these sizes (the last must equal max_batch_size)."""
     max_queue_size: int = Field(512, ge=1)
     """Requests waiting beyond this are turned away with 429 / RESOURCE_EXHAUSTED."""
+    max_enqueued_batches: int = Field(8, ge=1)
+    """Queued rows beyond this many full batches are turned away too (TF Serving's knob):
+    it bounds the queueing delay of admitted requests to a few batch run times."""
     max_concurrent_batches: int = Field(1, ge=1)
     """Batches executing at once (1 lets the next batch fill while one runs)."""
 

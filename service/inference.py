@@ -165,6 +165,7 @@ class InferenceCore:
         assert mv.runtime is not None and mv.batcher is not None and mv.metrics is not None
         signature = mv.runtime.signature(request.signature)
         outputs_wanted = self._output_names(signature, request.output_filter)
+        mv.batcher.admit(_claimed_rows(request.inputs))  # shed load before decoding
         inputs, rows = await self._prepare_inputs(mv, signature, request.inputs)
         preprocess_s = time.monotonic() - started
         mv.metrics.preprocess_duration.observe(preprocess_s)
@@ -292,6 +293,11 @@ class InferenceCore:
 
         (classes, result), timing = await self.infer(request, top_k)
         return classes, result, timing
+
+
+def _claimed_rows(inputs: dict[str, np.ndarray]) -> int:
+    first = next(iter(inputs.values()), None)
+    return 1 if first is None or first.ndim == 0 else max(1, int(first.shape[0]))
 
 
 def _rows(outputs: dict[str, np.ndarray]) -> int:

@@ -205,3 +205,21 @@ async def test_lone_requests_skip_the_fill_wait_until_requests_overlap(executor)
     await asyncio.gather(held, *overlapping)
     assert model.batches == [2, 1, 1, 2]  # the overlapping pair ran as one batch
     await batcher.close()
+
+
+async def test_queue_is_bounded_in_batches_of_rows(executor) -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    batcher = make_batcher(model, executor, max_batch_size=2, max_enqueued_batches=2,
+                           batch_timeout_ms=0)
+    batcher.start()
+    running = asyncio.ensure_future(submit(batcher, 0, 0))  # occupies the model
+    await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
+    queued = [asyncio.ensure_future(submit(batcher, v, v)) for v in (1, 2)]  # 4 rows queued
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFullError, match="rows queued"):
+        batcher.admit(1)
+    model.gate.set()
+    await asyncio.gather(running, *queued)
+    batcher.admit(4)  # an empty queue takes any request up to the row limit
+    await batcher.close()
