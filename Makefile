@@ -38,3 +38,11 @@ train-mnist: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache reports
+
+# ----- gRPC / KServe v2 protobuf code (committed; `make test` fails when it is stale) -----
+.PHONY: generate check-generated perf-analyzer
+generate: $(STAMP)
+	PYTHON=$(BIN)/python bash tools/generate_protos.sh
+
+check-generated: $(STAMP)
+	PYTHON=$(BIN)/python bash tools/check_generated.sh

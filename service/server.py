@@ -67,8 +67,9 @@ class Server:
         return choose_device(self.settings.device_for(model), self._gpu_count)
 
     async def start(self) -> None:
-        """Load the models, then open the REST and gRPC ports."""
+        """Load the models, then open the gRPC and REST ports."""
         await self.repository.start()
+        self.grpc_port = await self.grpc.start()
         config = uvicorn.Config(
             self.rest_app, host=self.settings.host, port=self.settings.rest_port,
             http="httptools", loop="none", lifespan="off", access_log=False,
@@ -79,10 +80,10 @@ class Server:
         self._uvicorn_task = asyncio.get_running_loop().create_task(self._uvicorn._serve())
         while not self._uvicorn.started:
             if self._uvicorn_task.done():
+                await self.grpc.stop(0)
                 raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
             await asyncio.sleep(0.01)
         self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
-        self.grpc_port = await self.grpc.start()
         logger.info("REST on %s:%d, gRPC on %s:%d; models: %s", self.settings.host,
                     self.rest_port, self.settings.host, self.grpc_port,
                     self.repository.model_names())
