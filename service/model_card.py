@@ -8,11 +8,14 @@ order, and the model's provenance. Training writes it, serving reads it: one sch
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 MODEL_CARD_FORMAT = 1
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+"""A model name is one plain folder name: no paths, no control characters."""
 MODEL_CARD_PATH = Path("assets.extra") / "model.json"
 WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
 

@@ -125,8 +125,8 @@ def preprocess_image(data: bytes, contract: ImageContract, *,
                      contract)
 
 
-def preprocess_pixels(pixels: np.ndarray, contract: ImageContract) -> np.ndarray:
-    """Already-decoded 8-bit pixels (H, W) or (H, W, C) → one float32 row (H, W, C).
+def array_to_pixels(pixels: np.ndarray, contract: ImageContract) -> np.ndarray:
+    """Already-decoded pixels (H, W) or (H, W, C) → uint8 (H, W, C) at the contract's size.
 
     Used for datasets stored as arrays (MNIST ``.npz``, Sign Language MNIST CSV); the
     path after decoding is the same as for encoded bytes.
@@ -136,7 +136,12 @@ def preprocess_pixels(pixels: np.ndarray, contract: ImageContract) -> np.ndarray
         array = np.clip(array, 0, 255).astype(np.uint8)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    return normalize(pil_to_pixels(Image.fromarray(array), contract), contract)
+    return pil_to_pixels(Image.fromarray(array), contract)
+
+
+def preprocess_pixels(pixels: np.ndarray, contract: ImageContract) -> np.ndarray:
+    """Already-decoded pixels (H, W) or (H, W, C) → one float32 row (H, W, C)."""
+    return normalize(array_to_pixels(pixels, contract), contract)
 
 
 def to_input_layout(rows: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:

@@ -26,14 +26,13 @@ from service.batching import Batcher
 from service.config import ModelSettings, Settings
 from service.errors import ModelNotFoundError, ModelUnavailableError
 from service.metrics import Metrics, VersionMetrics
-from service.model_card import ModelCard, read_model_card
+from service.model_card import MODEL_NAME, ModelCard, read_model_card
 from service.runtime import ModelRuntime
 from service.warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-VERSION_DIR = re.compile(r"^[0-9]{1,18}$")
+VERSION_DIR = re.compile(r"[0-9]{1,18}")
 
 
 class VersionState(enum.Enum):
@@ -74,7 +73,7 @@ class ModelVersion:
 
 def validate_model_name(name: str) -> str:
     """Refuse names that are not a plain folder name (no paths, no control characters)."""
-    if not MODEL_NAME.match(name):
+    if not MODEL_NAME.fullmatch(name):
         shown = name[:64].encode("unicode_escape").decode("ascii")
         raise ModelNotFoundError(
             f"model name {shown!r} is not valid; expected letters, digits, '_', '.', '-' "
@@ -84,7 +83,7 @@ def validate_model_name(name: str) -> str:
 
 def parse_version(text: str) -> int:
     """A version from a URL or message: a positive integer of at most 18 digits."""
-    if not VERSION_DIR.match(text) or int(text) <= 0:
+    if not VERSION_DIR.fullmatch(text) or int(text) <= 0:
         shown = text[:32].encode("unicode_escape").decode("ascii")
         raise ModelNotFoundError(f"version {shown!r} is not valid; expected a positive integer")
     return int(text)
@@ -166,12 +165,12 @@ class ModelRepository:
             logger.error("model base path %s does not exist", self._base)
             return found
         for name in storage.list_dirs(self._base):
-            if not MODEL_NAME.match(name):
+            if not MODEL_NAME.fullmatch(name):
                 continue
             versions: dict[int, str] = {}
             model_dir = storage.join(self._base, name)
             for version_name in storage.list_dirs(model_dir):
-                if not VERSION_DIR.match(version_name) or int(version_name) <= 0:
+                if not VERSION_DIR.fullmatch(version_name) or int(version_name) <= 0:
                     continue
                 path = storage.inside(self._base, storage.join(model_dir, version_name))
                 if path is None:
