@@ -82,6 +82,14 @@ class UnauthenticatedError(ServingError):
     reason = "unauthenticated"
 
 
+class ClientClosedRequestError(ServingError):
+    """The client went away before its answer was ready (nginx's 499; gRPC CANCELLED)."""
+
+    http_status = 499
+    grpc_code = grpc.StatusCode.CANCELLED
+    reason = "client_closed"
+
+
 class InternalError(ServingError):
     """Anything unexpected; the adapter logs it with the request id."""
 
@@ -94,5 +102,6 @@ ERROR_TABLE: tuple[type[ServingError], ...] = (
     QueueFullError,
     DeadlineExceededError,
     UnauthenticatedError,
+    ClientClosedRequestError,
     InternalError,
 )

@@ -19,6 +19,7 @@ import numpy as np
 
 from service.config import Settings
 from service.errors import (
+    ClientClosedRequestError,
     DeadlineExceededError,
     InternalError,
     InvalidInputError,
@@ -148,6 +149,11 @@ class InferenceCore:
         except ServingError as exc:
             code = exc.grpc_code.name
             self._count_failure(mv, request, exc, started)
+            raise
+        except asyncio.CancelledError:  # the client went away (HTTP disconnect, gRPC cancel)
+            error = ClientClosedRequestError("the client cancelled the request")
+            code = error.grpc_code.name
+            self._count_failure(mv, request, error, started)
             raise
         except Exception as exc:
             logger.exception("unexpected failure serving %s", request.model)

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import InvalidInputError, PayloadTooLargeError, ServingError
+from service.errors import (
+    ClientClosedRequestError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    ServingError,
+)
 from service.inference import Timing
 from service.logging_setup import REQUEST_ID
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -34,6 +42,36 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` (after the body was read), cancelling it if the client goes away.
+
+    Cancelling drops the request from its batch queue before the model runs for it.
+
+    Raises:
+        ClientClosedRequestError: the client disconnected first.
+    """
+    task = asyncio.ensure_future(work)
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        message = await request.receive()
+        if message["type"] == "http.disconnect" and not task.done():
+            disconnected = True
+            task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if disconnected:
+            raise ClientClosedRequestError("the client closed the connection") from None
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
 
 
 def parse_json(body: bytes) -> Any:

@@ -26,7 +26,13 @@ from service.inference import (
     InferenceRequest,
     InferenceResult,
 )
-from service.protocols.http import json_response, parse_json, read_body, server_timing
+from service.protocols.http import (
+    json_response,
+    parse_json,
+    read_body,
+    server_timing,
+    unless_disconnected,
+)
 from service.protocols.json_tensors import array_to_json, json_to_array
 from service.protocols.status import model_metadata_proto, model_status_proto
 from service.repository import parse_version, validate_model_name
@@ -104,7 +110,8 @@ class TFServingRest:
         core_request = InferenceRequest(name, inputs, version=version, signature=signature,
                                         protocol="rest_tfserving")
         encode = encode_predictions if row_format else encode_outputs
-        content, timing = await self._core.infer(core_request, encode)
+        content, timing = await unless_disconnected(
+            request, self._core.infer(core_request, encode))
         return json_response(content, headers={"server-timing": server_timing(timing)})
 
     # ----- classify (images in, top-k labels out) ---------------------------------------
@@ -113,7 +120,8 @@ class TFServingRest:
         if not k.isdigit() or int(k) < 1:
             raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
         images, single = await self._classify_images(request)
-        classes, result, timing = await self._core.classify(name, version, images, int(k))
+        classes, result, timing = await unless_disconnected(
+            request, self._core.classify(name, version, images, int(k)))
         predictions: Any = _scores_json(classes[0]) if single else [
             _scores_json(c) for c in classes]
         return json_response({"model": result.model, "version": result.version,
