@@ -46,3 +46,44 @@ generate: $(STAMP)
 
 check-generated: $(STAMP)
 	PYTHON=$(BIN)/python bash tools/check_generated.sh
+
+# ----- observability: system tools and the Locust load test -----------------------------------
+.PHONY: deps-system loadtest
+
+# promtool + prometheus (Debian's prometheus package) for the observability tests, wrk for
+# make bench; installed only when missing (sudo only when not root).
+deps-system:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v wrk >/dev/null; then \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    prometheus wrk; \
+	fi
+
+LOADTEST_HOST ?= http://127.0.0.1:8501
+LOADTEST_USERS ?= 32
+LOADTEST_SPAWN_RATE ?= 8
+LOADTEST_TIME ?= 60s
+LOADTEST_ARGS ?=
+# Headless Locust for LOADTEST_TIME against LOADTEST_HOST (a server on 127.0.0.1:8501 is
+# started from models/ when none answers there); CSV and HTML reports land in reports/.
+# Step load: LOCUST_SHAPE=step make loadtest. Model and task mix: LOADTEST_ARGS="--model
+# mnist_dnn --mix instances=1,v2_infer=1" (see loadtest/locustfile.py).
+loadtest: $(STAMP)
+	@mkdir -p reports
+	@ready() { $(BIN)/python -c "import sys, urllib.request; \
+	  urllib.request.urlopen(sys.argv[1] + '/v2/health/ready', timeout=2)" $(LOADTEST_HOST) \
+	  2>/dev/null; }; \
+	server=""; \
+	if ! ready; then \
+	  echo "no server at $(LOADTEST_HOST): starting primer-serve (log: reports/loadtest-server.log)"; \
+	  $(BIN)/primer-serve --model-base-path models --host 127.0.0.1 \
+	    > reports/loadtest-server.log 2>&1 & server=$$!; \
+	  trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT; \
+	  for i in $$(seq 180); do ready && break; sleep 1; done; \
+	  ready || { echo "the server did not become ready"; exit 1; }; \
+	fi; \
+	$(BIN)/locust -f loadtest/locustfile.py --headless --host $(LOADTEST_HOST) \
+	  -u $(LOADTEST_USERS) -r $(LOADTEST_SPAWN_RATE) -t $(LOADTEST_TIME) --stop-timeout 10 \
+	  --csv reports/locust --html reports/locust.html --only-summary $(LOADTEST_ARGS)
