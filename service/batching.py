@@ -55,7 +55,7 @@ class BatchObserver:
         """A batch of ``rows`` rows (``padding`` of them filler) ran in ``inference_s``."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: requests are removed from the queue by identity
 class _Request:
     key: Hashable
     signature: str
@@ -172,17 +172,31 @@ class Batcher:
             raise DeadlineExceededError("the request's deadline passed before it was queued")
         future: asyncio.Future[tuple[Arrays, BatchStats]] = (
             asyncio.get_running_loop().create_future())
-        self._queue.append(_Request(batch_key(signature, inputs), signature, inputs, rows,
-                                    deadline, now, future))
+        request = _Request(batch_key(signature, inputs), signature, inputs, rows, deadline,
+                           now, future)
+        self._queue.append(request)
         self._queued_rows += rows
         self._observer.queue_changed(len(self._queue))
         self._arrival.set()
         try:
             return await asyncio.wait_for(future, deadline - now)
         except TimeoutError:
+            self._discard(request)
             raise DeadlineExceededError(
                 f"the request's deadline of {deadline - now:.3f}s passed while it was "
                 "queued or running") from None
+        except asyncio.CancelledError:
+            self._discard(request)
+            raise
+
+    def _discard(self, request: _Request) -> None:
+        """Take a request that will never be answered out of the queue (if still there)."""
+        try:
+            self._queue.remove(request)
+        except ValueError:
+            return  # already taken into a batch
+        self._queued_rows -= request.rows
+        self._observer.queue_changed(len(self._queue))
 
     async def _supervise(self) -> None:
         while True:

@@ -223,3 +223,46 @@ async def test_queue_is_bounded_in_batches_of_rows(executor) -> None:
     await asyncio.gather(running, *queued)
     batcher.admit(4)  # an empty queue takes any request up to the row limit
     await batcher.close()
+
+
+def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
+    """A client that gives up while queued never reaches the model; gauges return to 0."""
+    import httpx
+
+    from tests.conftest import ServerThread, make_settings
+    from tests.fixtures import half_plus_two
+
+    half_plus_two(tmp_path / "half_plus_two" / "1")
+    settings = make_settings(tmp_path, batching={"max_batch_size": 2,
+                                                 "batch_timeout_ms": HOUR * 1000})
+    thread = ServerThread(settings).start()
+    try:
+        mv = thread.server.repository.resolve("half_plus_two")
+        ran: list[int] = []
+        run = mv.batcher._run_batch
+
+        def spy(signature, inputs):
+            ran.append(len(inputs["x"]))
+            return run(signature, inputs)
+
+        mv.batcher._run_batch = spy
+        with httpx.Client(base_url=thread.rest_url, timeout=0.5) as quitter, \
+                pytest.raises(httpx.ReadTimeout):
+            quitter.post("/v1/models/half_plus_two:predict", json={"instances": [[9, 9, 9]]})
+        deadline = time.monotonic() + 10
+        while mv.batcher.queue_depth and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert mv.batcher.queue_depth == 0
+        with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(lambda v: client.post(
+                    "/v1/models/half_plus_two:predict", json={"instances": [[v, v, v]]}),
+                    (0, 2)))
+            assert [a.json()["predictions"][0][0] for a in answers] == [2.0, 3.0]
+            assert ran == [2]  # the abandoned request never ran
+            metrics = client.get("/metrics").text
+        assert 'primer_inflight_requests{model="half_plus_two",version="1"} 0.0' in metrics
+        assert 'primer_queue_depth{model="half_plus_two",version="1"} 0.0' in metrics
+        assert 'code="CANCELLED"' in metrics
+    finally:
+        thread.stop()
