@@ -6,8 +6,9 @@ differ: the virtualenv for /opt/venv, a temporary /models-like folder holding a 
 model, free loopback ports instead of 8500/8501 on 0.0.0.0, and a temporary HOME and /tmp.
 It waits until /v2/health/ready answers 200, runs the Dockerfile's own HEALTHCHECK command
 against the running server (and against a dead port, where it must fail), predicts once,
-checks that the metrics the autoscaler relies on are exported, then sends SIGTERM the way
-``docker stop`` and Kubernetes do and expects a clean exit (code 0).
+asks gRPC health checking on the gRPC port, checks that the metrics the autoscaler relies on
+are exported, then sends SIGTERM the way ``docker stop`` and Kubernetes do and expects a
+clean exit (code 0).
 
 This proves that the entrypoint, the image's environment and the health check work
 together with the code on this machine's Python. It does not prove the image builds, that
@@ -26,8 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.deploy.conftest import REPO
 from tests.deploy.dockerfile import Dockerfile
@@ -127,6 +130,10 @@ def test_image_entrypoint_serves_passes_its_healthcheck_and_drains(tmp_path: Pat
             assert response.status_code == 200, response.text
             assert response.json() == {"predictions": [[2.5, 3.0, 3.5]]}
             metrics = client.get("/metrics").text
+        with grpc.insecure_channel(f"127.0.0.1:{env['PRIMER_GRPC_PORT']}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
         for name in ("primer_inflight_requests", "primer_queue_depth"):
             assert f'{name}{{model="half_plus_two",version="1"}}' in metrics, name
     finally:
