@@ -3,8 +3,10 @@
 No Docker engine runs on this machine, so nothing here builds the image. These tests prove
 what the files say: which user the final image runs as, its health check, ports, entrypoint
 and environment (the PRIMER_* values must be real settings), that no secret is baked in, and
-what the build context contains. They do not prove that the base images exist, that pip
-resolves inside the image, or that CUDA works in the GPU variant. The entrypoint itself is
+what the build context contains. Two build steps run here without Docker: the command that
+lists the dependencies, and building the package's wheel from only the files the Dockerfile
+copies. They do not prove that the base images exist, that pip resolves inside the image,
+or that CUDA works in the GPU variant. The entrypoint itself is
 exercised by test_entrypoint.py, run directly on this machine.
 """
 
@@ -12,8 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +190,60 @@ def test_build_context_is_small() -> None:
     size = sum(f.stat().st_size for f in files)
     assert size < 200 * 1024 * 1024, f"{size / 1e6:.0f} MB would be sent to the builder"
     assert not [f for f in files if f.name.endswith((".pyc", ".npz"))]
+
+
+# ----- the build steps that can run without Docker -------------------------------------------
+def test_requirements_step_lists_the_project_dependencies(tmp_path: Path) -> None:
+    """Runs the build stage's dependency-listing command exactly as the Dockerfile has it."""
+    step = next(r.args for r in DOCKERFILE.stage("build").of("RUN") if "tomllib" in r.args)
+    command = step.split(" && ")[0]
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    python_dir = str(Path(sys.executable).parent)
+    env = {"PATH": f"{python_dir}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", command], cwd=tmp_path, env=env, check=True, timeout=60)
+    listed = (tmp_path / "requirements.txt").read_text().split()
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+, as in the image
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert listed == expected
+
+
+def test_package_builds_from_the_copied_sources_alone(tmp_path: Path) -> None:
+    """The wheel ``pip install --no-deps .`` builds, from only what the Dockerfile copies."""
+    pytest.importorskip("setuptools")
+    build = DOCKERFILE.stage("build")
+    for copy in build.of("COPY"):
+        *sources, _ = copy.args.split()
+        for source in sources:
+            src = REPO / source
+            if src.is_dir():
+                shutil.copytree(
+                    src, tmp_path / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
+            else:
+                shutil.copy(src, tmp_path / source)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("primer_serving-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points_file = next(n for n in names if n.endswith("entry_points.txt"))
+        scripts = archive.read(entry_points_file).decode()
+    assert "service/__main__.py" in names
+    assert "service/protocols/generated/__init__.py" in names, "generated gRPC code is packaged"
+    assert "primer-serve = service.__main__:main" in scripts
