@@ -78,7 +78,7 @@ class ModelRuntime:
             _, kwargs = function.structured_input_signature
             sig_def = self.signature_defs.get(key)
             inputs = {name: _spec(name, spec, sig_def.inputs[name].name if sig_def else "")
-                      for name, spec in kwargs.items()}
+                      for name, spec in sorted(kwargs.items())}
             outputs = {name: _spec(name, spec, sig_def.outputs[name].name if sig_def else "")
                        for name, spec in sorted(function.structured_outputs.items())}
             self.signatures[key] = Signature(key, inputs, outputs, function)
