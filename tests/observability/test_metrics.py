@@ -6,10 +6,16 @@ import re
 import subprocess
 from pathlib import Path
 
+import grpc
 import httpx
+import numpy as np
 import orjson
 import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from service.protocols.generated import grpc_predict_v2_pb2 as v2
+from service.protocols.generated import grpc_predict_v2_pb2_grpc as v2_grpc
 from tests.conftest import ServerThread
 from tests.observability.helpers import (
     instances_for,
@@ -80,6 +86,62 @@ def test_counts_equal_requests_per_model_version_protocol(rest: httpx.Client,
     assert delta("primer_batch_duration_seconds_count") == ok
     assert value(after, "primer_inflight_requests", **labels) == 0
     assert value(after, "primer_queue_depth", **labels) == 0
+
+
+def send_predictions(server: ServerThread, rest: httpx.Client, model: str, protocol: str,
+                     count: int) -> None:
+    """``count`` successful one-row predictions of zeros over ``protocol``."""
+    body = instances_for(rest, model)
+    array = np.asarray(body["instances"], dtype=np.float32)
+    metadata = rest.get(f"/v1/models/{model}/metadata").json()["metadata"]
+    input_name = next(iter(
+        metadata["signature_def"]["signature_def"]["serving_default"]["inputs"]))
+    if protocol.startswith("grpc"):
+        channel = grpc.insecure_channel(server.grpc_target)
+    for _ in range(count):
+        if protocol == "rest_tfserving":
+            assert rest.post(f"/v1/models/{model}:predict", json=body).status_code == 200
+        elif protocol == "rest_v2":
+            response = rest.post(f"/v2/models/{model}/infer", json={"inputs": [{
+                "name": input_name, "shape": list(array.shape), "datatype": "FP32",
+                "data": array.reshape(-1).tolist()}]})
+            assert response.status_code == 200, response.text
+        elif protocol == "grpc_tfserving":
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(array))
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request,
+                                                                               timeout=30)
+        else:
+            request = v2.ModelInferRequest(
+                model_name=model, inputs=[v2.ModelInferRequest.InferInputTensor(
+                    name=input_name, datatype="FP32", shape=list(array.shape))],
+                raw_input_contents=[array.tobytes()])
+            v2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    if protocol.startswith("grpc"):
+        channel.close()
+
+
+@pytest.mark.parametrize("protocol", ["rest_tfserving", "rest_v2", "grpc_tfserving",
+                                      "grpc_v2"])
+def test_counts_are_exact_per_protocol(server: ServerThread, rest: httpx.Client,
+                                       traffic_model: str, protocol: str) -> None:
+    if protocol.startswith("grpc") and not getattr(server.server, "grpc_port", 0):
+        pytest.skip("the server has no gRPC port")
+    labels = {"model": traffic_model, "version": model_version(rest, traffic_model)}
+    _, before = scrape(rest)
+    send_predictions(server, rest, traffic_model, protocol, 5)
+    _, after = scrape(rest)
+
+    def delta(name: str, **extra: str) -> float:
+        return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
+
+    assert delta("primer_requests_total", protocol=protocol, code="OK") == 5
+    assert delta("primer_requests_total") == 5, "no other protocol or code moved"
+    assert delta("primer_request_duration_seconds_count", protocol=protocol) == 5
+    for stage in STAGES:
+        assert delta(f"primer_{stage}_duration_seconds_count") == 5, stage
+    assert delta("primer_items_total") == 5
 
 
 def test_server_timing_stages_add_up_to_total(rest: httpx.Client, traffic_model: str) -> None:
