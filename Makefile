@@ -18,19 +18,18 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/primer-serve --model-base-path models
 
-test: $(STAMP)
+test: $(STAMP) deps-system
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) deps-system
 	$(BIN)/pytest -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+bench: $(STAMP) deps-system
 	$(BIN)/python -m loadtest.bench
 
 train-mnist: $(STAMP)

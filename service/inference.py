@@ -274,16 +274,20 @@ class InferenceCore:
                        protocol: str = "rest", timeout_s: float | None = None,
                        ) -> tuple[list[list[ClassScore]], InferenceResult, Timing]:
         """Top-k classes for each encoded image, via the model's single image input."""
-        mv = self.repository.resolve(model, version)
-        if mv.runtime is None:
-            raise InternalError(f"model {model} has no runtime")
-        signature = mv.runtime.signature(None)
-        if len(signature.inputs) != 1 or mv.card is None or mv.card.image is None:
-            raise InvalidInputError(
-                f"model {model} cannot classify images: it needs one input and an image "
-                "contract in model.json")
-        if k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k}")
+        try:
+            mv = self.repository.resolve(model, version)
+            signature = mv.runtime.signature(None) if mv.runtime else None
+            if (signature is None or len(signature.inputs) != 1 or mv.card is None
+                    or mv.card.image is None):
+                raise InvalidInputError(
+                    f"model {model} cannot classify images: it needs one input and an image "
+                    "contract in model.json")
+            if k < 1:
+                raise InvalidInputError(f"k must be a positive integer, got {k}")
+        except ServingError as exc:  # counted like every other outcome
+            self._count_failure(None, InferenceRequest(model, {}, protocol=protocol), exc,
+                                time.monotonic())
+            raise
         (input_name,) = signature.inputs
         request = InferenceRequest(model, {input_name: _bytes_array(images)},
                                    version=mv.version, protocol=protocol, timeout_s=timeout_s)

@@ -121,7 +121,8 @@ class TFServingRest:
             raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
         images, single = await self._classify_images(request)
         classes, result, timing = await unless_disconnected(
-            request, self._core.classify(name, version, images, int(k)))
+            request, self._core.classify(name, version, images, int(k),
+                                         protocol="rest_tfserving"))
         predictions: Any = _scores_json(classes[0]) if single else [
             _scores_json(c) for c in classes]
         return json_response({"model": result.model, "version": result.version,
