@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shutdown-timeout-s", type=float,
                         help="grace period for admitted requests on SIGTERM (default: 30)")
     parser.add_argument("--log-level", help="logging level (default: INFO)")
+    parser.add_argument("--log-json", action="store_true", default=None,
+                        help="write logs as JSON lines (default: text)")
+    parser.add_argument("--access-log", action="store_true", default=None,
+                        help="log one line per request (default: off; costs throughput)")
     return parser
 
 
@@ -39,15 +43,16 @@ def main(argv: list[str] | None = None) -> int:
             args.config, model_base_path=args.model_base_path, rest_port=args.rest_port,
             grpc_port=args.grpc_port, host=args.host, poll_interval_s=args.poll_interval_s,
             device=args.device, shutdown_timeout_s=args.shutdown_timeout_s,
-            log_level=args.log_level)
+            log_level=args.log_level, log_json=args.log_json, access_log=args.access_log)
     except (ValidationError, ValueError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop
 
+    from service.logging_setup import configure_logging
     from service.server import Server
+
+    configure_logging(settings)
 
     async def run() -> None:
         server = Server(settings)
