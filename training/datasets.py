@@ -20,33 +20,30 @@ MNIST and Sign Language MNIST ship a test set (for Sign Language MNIST give it w
 
 from __future__ import annotations
 
-import csv
-import string
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from service.model_card import ImageContract
-from service.preprocessing import pil_to_pixels
 from training.layouts import (
     DatasetError,
     Entry,
+    array_pixels,
     load_entries,
     natural_sorted,
     read_csv_index,
     read_folders,
     read_json_index,
 )
+from training.sampling import subset_indices
+from training.sign_mnist import SIGN_MNIST_CLASSES, is_sign_mnist_csv, load_sign_mnist
 
 FORMATS = ("auto", "mnist", "sign_mnist", "folders", "csv", "json")
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
-SIGN_MNIST_CLASSES = tuple(string.ascii_uppercase)
-SIGN_MNIST_SIDE = 28
 
 __all__ = [
     "FORMATS",
@@ -81,43 +78,6 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
-
-
-def _array_image_pixels(array: np.ndarray, contract: ImageContract) -> np.ndarray:
-    # Mirrors the decoding half of service.preprocessing.preprocess_pixels (the tests pin
-    # normalize(this) == preprocess_pixels bitwise).
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    return pil_to_pixels(Image.fromarray(array), contract)
-
-
-def array_pixels(images: np.ndarray, contract: ImageContract) -> np.ndarray:
-    """A batch of decoded images (N, H, W) or (N, H, W, C) → uint8 (N, h, w, c) per contract.
-
-    Images already at the contract's size, channel count and dtype pass through unchanged
-    (what Pillow would return for them); others go image by image through Pillow.
-    """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., np.newaxis]
-    if images.ndim != 4:
-        raise DatasetError(
-            f"image array has shape {list(images.shape)}; expected (N, H, W) or (N, H, W, C)"
-        )
-    if images.dtype == np.uint8 and images.shape[1:] == (
-        contract.height,
-        contract.width,
-        contract.channels,
-    ):
-        return images
-    out = np.empty(
-        (len(images), contract.height, contract.width, contract.channels), dtype=np.uint8
-    )
-    for i, image in enumerate(images):
-        out[i] = _array_image_pixels(image, contract)
-    return out
 
 
 def _labels(values: np.ndarray, num_classes: int, where: str) -> np.ndarray:
@@ -181,65 +141,6 @@ def load_mnist(path: Path | None, contract: ImageContract) -> Dataset:
     )
 
 
-def load_sign_mnist(path: Path, contract: ImageContract) -> tuple[np.ndarray, np.ndarray]:
-    """A Sign Language MNIST CSV (``label,pixel1..pixel784``; labels 0-25 for A-Z).
-
-    Returns:
-        uint8 pixels (N, H, W, C) per the contract and int64 labels (N,).
-
-    Raises:
-        DatasetError: a row with the wrong number of values, a non-integer or out-of-range
-            pixel, or a label outside 0-25 (names the row).
-    """
-    width = SIGN_MNIST_SIDE * SIGN_MNIST_SIDE + 1
-    rows: list[np.ndarray] = []
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            for row in reader:
-                if not row or (reader.line_num == 1 and row[0].strip().lower() == "label"):
-                    continue
-                where = f"{path} row {reader.line_num}"
-                if len(row) != width:
-                    raise DatasetError(
-                        f"{where}: {len(row)} values; expected {width} "
-                        f"(label,pixel1..pixel{width - 1})"
-                    )
-                try:
-                    values = np.array([int(v) for v in row], dtype=np.int64)
-                except ValueError:
-                    raise DatasetError(
-                        f"{where}: non-integer value; expected a label and "
-                        f"{width - 1} pixel values 0-255"
-                    ) from None
-                if not 0 <= values[0] < len(SIGN_MNIST_CLASSES):
-                    raise DatasetError(
-                        f"{where}: label {values[0]} is not in the class list; "
-                        f"expected 0-{len(SIGN_MNIST_CLASSES) - 1} (A-Z)"
-                    )
-                if values[1:].min() < 0 or values[1:].max() > 255:
-                    raise DatasetError(f"{where}: pixel values must be 0-255")
-                rows.append(values)
-    except FileNotFoundError:
-        raise DatasetError(f"data file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{path}: cannot read CSV: {exc}") from exc
-    if not rows:
-        raise DatasetError(f"{path}: no data rows; expected label,pixel1..pixel784 rows")
-    table = np.stack(rows)
-    images = table[:, 1:].astype(np.uint8).reshape(-1, SIGN_MNIST_SIDE, SIGN_MNIST_SIDE)
-    return array_pixels(images, contract), table[:, 0]
-
-
-def _is_sign_mnist_csv(path: Path) -> bool:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
-    return len(header) > 2 and [h.strip().lower() for h in header[:2]] == ["label", "pixel1"]
-
-
 def detect_format(data: str) -> str:
     """Which layout ``data`` holds: mnist, sign_mnist, folders, csv or json.
 
@@ -259,7 +160,7 @@ def detect_format(data: str) -> str:
     if suffix == ".json":
         return "json"
     if suffix == ".csv":
-        return "sign_mnist" if _is_sign_mnist_csv(path) else "csv"
+        return "sign_mnist" if is_sign_mnist_csv(path) else "csv"
     raise DatasetError(
         f"{data}: cannot tell the dataset layout; expected 'mnist', an .npz, "
         f"a .csv, a .json or a folder of class sub-folders"
@@ -290,6 +191,10 @@ def _hold_out(
     return x[train], y[train], x[test], y[test]
 
 
+def _limited(entries: list[Entry], limit: int | None, seed: int) -> list[Entry]:
+    return [entries[i] for i in subset_indices(len(entries), limit, seed)]
+
+
 def load_dataset(
     data: str,
     contract: ImageContract,
@@ -299,6 +204,7 @@ def load_dataset(
     test_split: float = 0.1,
     class_names: Sequence[str] | None = None,
     seed: int = 0,
+    limit: int | None = None,
 ) -> Dataset:
     """Load a dataset in any supported layout as uint8 pixels at the contract's size.
 
@@ -309,7 +215,10 @@ def load_dataset(
         test_data: a test set in the same layout (raw layouts and Sign Language MNIST).
         test_split: fraction held out as the test set when there is no ``test_data``.
         class_names: the class list in output order; default: the sorted labels found.
-        seed: seed of the held-out split.
+        seed: seed of the held-out split and of the ``limit`` subsets.
+        limit: read at most this many images from ``data`` (before the test hold-out) and
+            at most this many from the test set: a seeded random subset, for smoke runs.
+            The images left out are never decoded.
 
     Raises:
         DatasetError: anything wrong with the data, naming file/row and what was expected.
@@ -327,20 +236,32 @@ def load_dataset(
     if fmt == "mnist":
         if test_data is not None:
             raise DatasetError(f"{data}: MNIST brings its own test set; drop the test data")
-        return load_mnist(None if data == "mnist" else Path(data).expanduser(), contract)
+        full = load_mnist(None if data == "mnist" else Path(data).expanduser(), contract)
+        train = subset_indices(len(full.x_train), limit, seed)
+        test = subset_indices(len(full.x_test), limit, seed)
+        return replace(
+            full,
+            x_train=full.x_train[train],
+            y_train=full.y_train[train],
+            x_test=full.x_test[test],
+            y_test=full.y_test[test],
+        )
     path = Path(data).expanduser()
     if fmt == "sign_mnist":
-        x, y = load_sign_mnist(path, contract)
+        x, y = load_sign_mnist(path, contract, limit=limit, seed=seed)
         if test_data is not None:
-            x_test, y_test = load_sign_mnist(Path(test_data).expanduser(), contract)
+            x_test, y_test = load_sign_mnist(
+                Path(test_data).expanduser(), contract, limit=limit, seed=seed
+            )
         else:
             x, y, x_test, y_test = _hold_out(x, y, test_split, seed, str(path))
         return Dataset("sign_mnist", str(path), x, y, x_test, y_test, SIGN_MNIST_CLASSES)
     entries = _index(path, fmt)
     names = tuple(class_names) if class_names else tuple(natural_sorted(e.label for e in entries))
-    x, y = load_entries(entries, contract, names)
+    x, y = load_entries(_limited(entries, limit, seed), contract, names)
     if test_data is not None:
-        x_test, y_test = load_entries(_index(Path(test_data).expanduser(), fmt), contract, names)
+        test_entries = _limited(_index(Path(test_data).expanduser(), fmt), limit, seed)
+        x_test, y_test = load_entries(test_entries, contract, names)
     else:
         x, y, x_test, y_test = _hold_out(x, y, test_split, seed, str(path))
     name = f"{fmt}:{path.stem if path.is_file() else path.name}"

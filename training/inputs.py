@@ -6,6 +6,7 @@ model is fitted on, and recorded in ``model.json`` so the service normalizes ide
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,12 +43,7 @@ def image_contract(
     if normalization == "standardize":
         if train_pixels is None or len(train_pixels) == 0:
             raise ValueError("normalization 'standardize' needs the training pixels")
-        axes = tuple(range(train_pixels.ndim - 1))
-        mean = tuple(float(m) for m in train_pixels.mean(axis=axes, dtype=np.float64))
-        # A constant channel has std 0; 1.0 leaves it merely centred.
-        std = tuple(
-            float(s) if s > 0 else 1.0 for s in train_pixels.std(axis=axes, dtype=np.float64)
-        )
+        mean, std = channel_statistics(train_pixels)
     return ImageContract(
         color_mode=color_mode,
         height=height,
@@ -57,6 +53,30 @@ def image_contract(
         mean=mean,
         std=std,
     )
+
+
+def channel_statistics(
+    pixels: np.ndarray, chunk: int = 256
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of uint8 pixels (N, H, W, C).
+
+    Sums and sums of squares are accumulated as exact integers a chunk of images at a time
+    (memory stays flat however large the training split is), and the variance is computed
+    from them exactly before the one rounding to float. A constant channel has
+    standard deviation 0; it gets 1.0, which leaves it merely centred.
+    """
+    flat = pixels.reshape(len(pixels), -1, pixels.shape[-1])
+    total = np.zeros(flat.shape[-1], np.int64)
+    squares = np.zeros(flat.shape[-1], np.int64)
+    for start in range(0, len(flat), chunk):
+        part = flat[start : start + chunk].astype(np.int64)
+        total += part.sum(axis=(0, 1))
+        squares += (part * part).sum(axis=(0, 1))
+    count = flat.shape[0] * flat.shape[1]
+    sums = [(int(t), int(q)) for t, q in zip(total, squares, strict=True)]
+    mean = tuple(t / count for t, _ in sums)  # Python ints: exact until the one division
+    std = tuple(math.sqrt((count * q - t * t) / (count * count)) for t, q in sums)
+    return mean, tuple(s if s > 0 else 1.0 for s in std)
 
 
 def model_input(

@@ -281,3 +281,41 @@ def test_error_too_few_images_for_a_test_split(tmp_path: Path) -> None:
     index = tmp_path / "labels.csv"
     index.write_text("cat,a.png\n")
     assert "cannot be split" in _error(str(index))
+
+
+def test_limit_reads_a_seeded_random_subset_of_each_split(
+    image_tree: Callable, tmp_path: Path
+) -> None:
+    image_tree(tmp_path / "train")
+    image_tree(tmp_path / "test")
+    (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match=r"broken\.png is not a usable image"):
+        load_dataset(str(tmp_path / "train"), GRAY)
+    kwargs = {"test_data": str(tmp_path / "test"), "limit": 8, "seed": 2}
+    dataset = load_dataset(str(tmp_path / "train"), GRAY, **kwargs)  # type: ignore[arg-type]
+    _check(dataset, GRAY, 8, 8)
+    assert dataset.class_names == ("bird", "cat", "dog")  # the class list is not limited
+    assert len(set(dataset.y_train.tolist())) > 1  # from anywhere, not the first folder
+    again = load_dataset(str(tmp_path / "train"), GRAY, **kwargs)  # type: ignore[arg-type]
+    assert np.array_equal(again.x_train, dataset.x_train)  # seeded
+    held_out = load_dataset(str(tmp_path / "test"), GRAY, limit=10, test_split=0.2)
+    _check(held_out, GRAY, 8, 2)
+
+
+def test_limit_on_sign_mnist_and_mnist(tmp_path: Path, mnist_npz: Path) -> None:
+    _sign_mnist_csv(tmp_path / "sign.csv", list(range(24)))
+    dataset = load_dataset(str(tmp_path / "sign.csv"), GRAY, test_split=0.25, limit=8, seed=1)
+    _check(dataset, GRAY, 6, 2)
+    labels = sorted(np.concatenate([dataset.y_train, dataset.y_test]).tolist())
+    assert len(set(labels)) == 8 and labels != list(range(8))  # a random subset of rows
+    mnist = load_dataset(str(mnist_npz), ImageContract("grayscale", 28, 28), limit=50)
+    assert len(mnist.x_train) == len(mnist.x_test) == 50
+
+
+def test_parallel_decoding_reports_the_first_bad_row(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(encode_image("L", "PNG", 0))
+    (tmp_path / "bad.png").write_bytes(b"broken")
+    rows = ["cat,a.png"] * 40 + ["dog,bad.png", "cat,a.png", "dog,missing.png"]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    message = _error(str(tmp_path / "data.csv"))
+    assert "row 41:" in message and "bad.png is not a usable image" in message
