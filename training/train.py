@@ -6,7 +6,9 @@ the primer does; the decay gains about half a point of MNIST accuracy at three e
 a shuffled validation split;
 ModelCheckpoint keeps the weights of the best validation epoch, EarlyStopping stops after
 ``patience`` epochs without improvement, and the best weights are restored before the
-test-set evaluation. The history (JSON) and a PNG of the loss/accuracy curves are returned
+test-set evaluation. Data come as arrays or as ``tf.data`` pipelines
+(:mod:`training.pipeline`); ``steps_per_epoch`` and ``max_steps`` cut a run short for smoke
+trainings. The history (JSON) and a PNG of the loss/accuracy curves are returned
 as bytes so the exporter can store them in the version's ``assets.extra/``.
 """
 
@@ -22,8 +24,11 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 MONITOR = "val_accuracy"
+Data = tuple[np.ndarray, np.ndarray] | tf.data.Dataset
+"""Inputs and labels as arrays, or a batched dataset yielding (inputs, labels)."""
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -41,6 +46,9 @@ class TrainConfig:
         seed: seeds Python, NumPy and TensorFlow, and the validation split.
         verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
         checkpoint_dir: where ModelCheckpoint writes; None uses a temporary folder.
+        steps_per_epoch: batches per epoch; None is one pass over the fitting data.
+        max_steps: stop after this many batches in all (mid-epoch if need be; the last
+            epoch is still validated); None runs every epoch.
     """
 
     epochs: int = 5
@@ -52,6 +60,8 @@ class TrainConfig:
     seed: int = 0
     verbose: int | str = "auto"
     checkpoint_dir: Path | None = None
+    steps_per_epoch: int | None = None
+    max_steps: int | None = None
 
 
 @dataclass
@@ -65,6 +75,7 @@ class TrainResult:
         test_loss: loss on the test set with the kept weights.
         test_accuracy: accuracy on the test set with the kept weights.
         config: the configuration used.
+        steps_run: training batches run in all epochs.
     """
 
     history: dict[str, list[float]]
@@ -73,6 +84,7 @@ class TrainResult:
     test_loss: float
     test_accuracy: float
     config: TrainConfig = field(default_factory=TrainConfig)
+    steps_run: int = 0
 
     def to_json(self) -> bytes:
         """The history and results as UTF-8 JSON (``history.json``)."""
@@ -80,6 +92,7 @@ class TrainResult:
         data: dict[str, Any] = {
             "history": self.history,
             "epochs_run": self.epochs_run,
+            "steps_run": self.steps_run,
             "best_epoch": self.best_epoch,
             "monitor": MONITOR,
             "test_loss": self.test_loss,
@@ -136,35 +149,67 @@ def compile_model(
     return model
 
 
+class _StepCounter(keras.callbacks.Callback):
+    """Counts batches; stops training once ``limit`` have run (Keras validates the epoch)."""
+
+    def __init__(self, limit: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.steps = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.steps += 1
+        if self.limit is not None and self.steps >= self.limit:
+            self.model.stop_training = True
+
+
+def _pass_steps(data: Data, batch_size: int) -> int | None:
+    if isinstance(data, tuple):
+        return math.ceil(len(data[0]) / batch_size)
+    cardinality = int(data.cardinality())
+    return cardinality if cardinality > 0 else None
+
+
 def train(
     model: keras.Model,
-    fit_data: tuple[np.ndarray, np.ndarray],
-    val_data: tuple[np.ndarray, np.ndarray],
-    test_data: tuple[np.ndarray, np.ndarray],
+    fit_data: Data,
+    val_data: Data,
+    test_data: Data,
     config: TrainConfig,
 ) -> TrainResult:
     """Compile, fit with checkpointing and early stopping, restore the best, evaluate.
 
     Args:
         model: an uncompiled Keras model; trained in place.
-        fit_data: (inputs, labels) to fit on.
-        val_data: (inputs, labels) to validate on after every epoch.
-        test_data: (inputs, labels) to evaluate the kept weights on.
+        fit_data: (inputs, labels) arrays, or a batched ``tf.data.Dataset`` of them (an
+            endless one needs ``config.steps_per_epoch``).
+        val_data: (inputs, labels) or a finite batched dataset, validated every epoch.
+        test_data: (inputs, labels) or a finite batched dataset to evaluate the kept weights.
         config: hyper-parameters.
 
     Returns:
         The history and the test-set results.
+
+    Raises:
+        ValueError: an unknown learning-rate schedule, or an endless dataset without
+            ``steps_per_epoch``.
     """
     if config.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
+    steps_per_epoch = config.steps_per_epoch or _pass_steps(fit_data, config.batch_size)
+    if steps_per_epoch is None:
+        raise ValueError("an endless training dataset needs steps_per_epoch")
     keras.utils.set_random_seed(config.seed)
-    steps = math.ceil(len(fit_data[0]) / config.batch_size) * config.epochs
+    steps = steps_per_epoch * config.epochs
+    if config.max_steps:
+        steps = min(steps, config.max_steps)
     compile_model(model, config.learning_rate, steps if config.lr_schedule == "cosine" else None)
+    arrays = isinstance(fit_data, tuple)
     with tempfile.TemporaryDirectory(prefix="primer-train-") as scratch:
         folder = Path(config.checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         checkpoint = folder / f"{model.name}.best.weights.h5"
-        callbacks = [
+        callbacks: list[keras.callbacks.Callback] = [
             keras.callbacks.ModelCheckpoint(
                 str(checkpoint),
                 monitor=MONITOR,
@@ -176,11 +221,15 @@ def train(
                 monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True
             ),
         ]
+        counter = _StepCounter(config.max_steps)
+        callbacks.append(counter)
         fitted = model.fit(
-            *fit_data,
+            *(fit_data if arrays else (fit_data,)),
             validation_data=val_data,
             epochs=config.epochs,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size if arrays else None,
+            steps_per_epoch=config.steps_per_epoch,
+            shuffle=arrays,  # a pipeline shuffles itself
             callbacks=callbacks,
             verbose=config.verbose,
         )
@@ -188,11 +237,17 @@ def train(
             model.load_weights(str(checkpoint))
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     best_epoch = int(np.argmax(history[MONITOR])) + 1
-    test_loss, test_accuracy = model.evaluate(*test_data, batch_size=config.batch_size, verbose=0)
+    if isinstance(test_data, tuple):
+        test_loss, test_accuracy = model.evaluate(
+            *test_data, batch_size=config.batch_size, verbose=0
+        )
+    else:
+        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
     return TrainResult(
         history=history,
         epochs_run=len(history[MONITOR]),
         best_epoch=best_epoch,
+        steps_run=counter.steps,
         test_loss=float(test_loss),
         test_accuracy=float(test_accuracy),
         config=config,

@@ -64,3 +64,24 @@ def test_unknown_lr_schedule_is_refused() -> None:
     y = np.zeros(4, np.int64)
     with pytest.raises(ValueError, match="lr_schedule"):
         train(mnist_dnn((2, 2), 2), (x, y), (x, y), (x, y), TrainConfig(lr_schedule="step"))
+
+
+def test_steps_per_epoch_and_max_steps_cut_a_run_short() -> None:
+    from service.model_card import ImageContract
+    from training.pipeline import batches
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
+    labels = rng.integers(0, 2, 40)
+    contract = ImageContract("grayscale", 4, 4)
+    fit = batches(pixels[:32], labels[:32], contract, (4, 4), 4, shuffle_seed=0, repeat=True)
+    val = batches(pixels[32:], labels[32:], contract, (4, 4), 4)
+    model = mnist_dnn((4, 4), 2)
+    config = TrainConfig(epochs=3, batch_size=4, steps_per_epoch=2, max_steps=5, patience=9,
+                         verbose=0)  # fmt: skip
+    result = train(model, fit.dataset, val.dataset, val.dataset, config)
+    assert result.epochs_run == 3  # epochs of 2, 2 and (cut short) 1 steps, each validated
+    assert result.steps_run == 5
+    assert len(result.history["val_accuracy"]) == 3
+    with pytest.raises(ValueError, match="needs steps_per_epoch"):
+        train(mnist_dnn((4, 4), 2), fit.dataset, val.dataset, val.dataset, TrainConfig(verbose=0))
