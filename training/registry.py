@@ -18,6 +18,16 @@ INPUT_NAME = "image"
 """Name of every model's input layer and of the exported signature's input tensor."""
 
 
+IMAGENET = "imagenet"
+"""``--weights imagenet``: ``keras.applications`` weights, for architectures that fit them."""
+WEIGHT_SUFFIXES = (".weights.h5", ".keras")
+"""File names ``--weights`` accepts: weights saved by Keras 3."""
+
+
+class WeightsError(ValueError):
+    """Pretrained weights do not fit an architecture; the message names the file and layer."""
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A registered builder with its default input shape and number of classes.
@@ -29,12 +39,19 @@ class Architecture:
             model, (H, W, C) otherwise.
         num_classes: default number of classes.
         description: one line for ``--help``.
+        min_side: the smallest supported image height and width.
+        frontend: whether it has a convolutional frontend (for ``--freeze-base`` and
+            ``--weights``).
+        imagenet: whether ``--weights imagenet`` (``keras.applications``) fits it.
     """
 
     name: str
     input_shape: tuple[int, ...]
     num_classes: int
     description: str
+    min_side: int = 1
+    frontend: bool = True
+    imagenet: bool = False
 
     @property
     def color_mode(self) -> str:
@@ -76,16 +93,34 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
-        Architecture("mnist_dnn", (28, 28), 10, "Dense 512-512 DNN, 28x28 grayscale digits"),
         Architecture(
-            "sign_cnn", (128, 128, 1), 26, "small CNN, 128x128 grayscale sign-language letters"
+            "mnist_dnn",
+            (28, 28),
+            10,
+            "Dense 512-512 DNN, 28x28 grayscale digits",
+            frontend=False,
         ),
-        Architecture("vgg16", (224, 224, 3), 1000, "VGG16 (conv_block), 224x224 RGB"),
+        Architecture(
+            "sign_cnn",
+            (128, 128, 1),
+            26,
+            "small CNN, 128x128 grayscale sign-language letters A-Z",
+            min_side=3,
+        ),
+        Architecture(
+            "vgg16",
+            (224, 224, 3),
+            1000,
+            "VGG16 (conv_block), 224x224 RGB",
+            min_side=32,
+            imagenet=True,
+        ),
         Architecture(
             "resnet50",
             (224, 224, 3),
             1000,
             "ResNet50 v1.5 (identity/projection blocks), 224x224 RGB",
+            min_side=32,
         ),
     )
 }
