@@ -13,7 +13,7 @@ import pytest
 from service.model_card import read_model_card
 from tests.training.conftest import REPO_ROOT
 from tests.training.helpers import encode_image
-from training.cli import main
+from training.cli import build_parser, main
 
 
 def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], status: int = 1) -> str:
@@ -162,3 +162,78 @@ def test_train_and_export_end_to_end(
     line = _fails(capsys, [*argv, "--version", "1"])
     assert "version 1 already exists" in line
     assert sorted(p.name for p in version.parent.iterdir()) == ["1"]
+
+
+def test_help_documents_every_option_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    blocks: dict[str, str] = {}
+    current = None
+    options_part = out.split("\narchitectures:\n")[0]  # the epilog mentions options too
+    for line in options_part.splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            blocks[current] = ""
+        elif not line.strip() or not line.startswith("    "):
+            current = None
+        if current:
+            blocks[current] += " " + line.strip()
+    options = {
+        action.option_strings[0]
+        for action in build_parser()._actions
+        if action.option_strings and action.dest != "help"
+    }
+    assert options <= set(blocks), options - set(blocks)
+    missing = [option for option in options if "(default:" not in blocks[option]]
+    assert not missing, missing
+    for text in ("--freeze-base", "(default: off)", "--augment-fraction", "(default: 0.5)",
+                 "--absent-classes", "(default: keep)", "J (9) and Z (25)", "--input-size",
+                 "--normalize", "random subset of every batch"):  # fmt: skip
+        assert text in " ".join(out.split()), text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["vgg16", "--rotation", "-5"], "argument --rotation: expected degrees from 0 to 180"),
+        (["vgg16", "--zoom", "1"], "argument --zoom: expected a fraction from 0 to below 1"),
+        (["vgg16", "--brightness", "nan"], "--brightness: expected a fraction from 0 to 1, got"),
+        (["vgg16", "--augment-fraction", "2"], "--augment-fraction: expected a fraction from 0"),
+        (["vgg16", "--width-shift", "wide"], "--width-shift: expected a fraction from 0 to 1"),
+        (["vgg16", "--flip", "diagonal"], "argument --flip: invalid choice: 'diagonal'"),
+        (["vgg16", "--fill-mode", "mirror"], "argument --fill-mode: invalid choice"),
+        (["vgg16", "--max-steps", "0"], "--max-steps: expected a positive integer, got '0'"),
+        (["vgg16", "--steps-per-epoch", "-1"], "--steps-per-epoch: expected a positive integer"),
+        (["vgg16", "--limit", "some"], "--limit: expected a positive integer, got 'some'"),
+        (["vgg16", "--num-classes", "0"], "--num-classes: expected a positive integer"),
+        (["vgg16", "--absent-classes", "maybe"], "--absent-classes: invalid choice: 'maybe'"),
+        (["vgg16", "--input-size", "16x16"], "too small for vgg16; expected at least 32x32"),
+        (["mnist_dnn", "--freeze-base"], "--freeze-base: mnist_dnn has no convolutional frontend"),
+        (["resnet50", "--weights", "imagenet"], "has no weights that fit the primer's resnet50"),
+        (["vgg16", "--weights", "imagenet", "--color-mode", "grayscale"], "needs --color-mode rgb"),
+        (["vgg16", "--weights", "vgg.h5"], "expected a .weights.h5 or .keras file or 'imagenet'"),
+    ],
+)
+def test_bad_option_values(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in _fails(capsys, argv, status=2)
+
+
+def test_bad_weights_and_class_counts(
+    capsys: pytest.CaptureFixture[str], image_tree: Callable, tmp_path: Path
+) -> None:
+    image_tree(tmp_path / "images")
+    data = ["--data", str(tmp_path / "images"), "--input-size", "32x32"]
+    line = _fails(capsys, ["vgg16", *data, "--weights", str(tmp_path / "none.weights.h5")])
+    assert f"weights file not found: {tmp_path / 'none.weights.h5'}" in line
+    line = _fails(capsys, ["vgg16", *data, "--num-classes", "5"], status=2)
+    assert "--num-classes 5 does not match the 3 classes of the class list" in line
+    from training.architectures import sign_cnn
+
+    sign_cnn((32, 32, 3), 3).save_weights(tmp_path / "sign.weights.h5")
+    weights = str(tmp_path / "sign.weights.h5")
+    line = _fails(capsys, ["vgg16", *data, "--weights", weights, "--model-dir", str(tmp_path)])
+    assert f"{weights}: layer conv2d holds [(3, 3, 3, 16), (16,)], vgg16" in line
+    assert not (tmp_path / "vgg16").exists()
