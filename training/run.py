@@ -168,6 +168,12 @@ def prepare(args: argparse.Namespace) -> Plan:
         seed=args.seed,
         limit=args.limit,
     )
+    n_train = len(loaded.x_train)
+    if not 0 < round(n_train * args.validation_split) < n_train:
+        raise CliError(
+            f"--validation-split {args.validation_split} of {n_train} training images leaves "
+            f"no images on one side; give more images (or a larger --limit) or another split"
+        )
     absent = absent_classes(loaded)
     dataset = apply_absent_policy(loaded, args.absent_classes)
     classes = len(dataset.class_names)

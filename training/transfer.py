@@ -153,9 +153,15 @@ def _imagenet_weights(model: keras.Model, arch: str) -> dict[str, dict[str, np.n
             f"imagenet weights exist for {', '.join(fitting)} only; "
             f"keras.applications' {arch} does not match the primer's {arch} layer for layer"
         )
-    source = keras.applications.VGG16(
-        include_top=False, weights=IMAGENET, input_shape=tuple(model.input_shape[1:])
-    )
+    try:
+        source = keras.applications.VGG16(
+            include_top=False, weights=IMAGENET, input_shape=tuple(model.input_shape[1:])
+        )
+    except Exception as exc:  # Keras reports a failed download as a bare Exception
+        raise WeightsError(
+            f"cannot get the imagenet weights of {arch} ({exc}); they are downloaded on "
+            f"first use: check the network, or give a .weights.h5/.keras file"
+        ) from exc
     weights = {}
     for name, layer in zip(saving_names(source), source.layers, strict=True):
         store: dict[str, keras.Variable] = {}

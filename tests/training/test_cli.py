@@ -228,6 +228,8 @@ def test_bad_weights_and_class_counts(
     data = ["--data", str(tmp_path / "images"), "--input-size", "32x32"]
     line = _fails(capsys, ["vgg16", *data, "--weights", str(tmp_path / "none.weights.h5")])
     assert f"weights file not found: {tmp_path / 'none.weights.h5'}" in line
+    line = _fails(capsys, ["vgg16", *data, "--limit", "6", "--test-split", "0.34"])
+    assert "--validation-split 0.1 of 4 training images leaves no images on one side" in line
     line = _fails(capsys, ["vgg16", *data, "--num-classes", "5"], status=2)
     assert "--num-classes 5 does not match the 3 classes of the class list" in line
     from training.architectures import sign_cnn

@@ -152,3 +152,12 @@ def test_frozen_frontend_keeps_every_weight_while_the_head_trains() -> None:
     assert _equal(_weights(frontend), before_frontend)  # batch norm statistics too
     after_head = _weights(head)
     assert all(not np.array_equal(a, b) for a, b in zip(after_head, before_head, strict=True))
+
+
+def test_a_failed_imagenet_download_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(**kwargs: object) -> keras.Model:
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(WeightsError, match="cannot get the imagenet weights of vgg16"):
+        load_pretrained(vgg16(SMALL, 2), "imagenet", arch="vgg16", new_head=True)
