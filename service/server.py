@@ -52,10 +52,10 @@ class Server:
         self.ops = OpsRest(self.repository, self.metrics)
         self.rest_app = build_rest_app([
             *TFServingRest(self.core, settings).routes(),
-            *V2Rest(self.core, settings).routes(),
+            *V2Rest(self.core, settings, self.metrics).routes(),
             *self.ops.routes(),
         ])
-        self.grpc = GrpcServer(settings, self.core, self.ops.is_ready)
+        self.grpc = GrpcServer(settings, self.core, self.metrics, self.ops.is_ready)
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
         self._uvicorn_task: asyncio.Task[None] | None = None

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
 from service.config import Settings
 from service.inference import InferenceCore
+from service.metrics import Metrics
 from service.protocols import tfserving_grpc
 from service.protocols.generated import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from service.protocols.grpc_health import ServingHealth
@@ -60,13 +61,15 @@ class GrpcServer:
     Args:
         settings: host, port and message size limits.
         core: the inference core.
+        metrics: the metric catalogue (for the v2 statistics extension).
         is_ready: the server's readiness (False while loading or draining).
     """
 
-    def __init__(self, settings: Settings, core: InferenceCore,
+    def __init__(self, settings: Settings, core: InferenceCore, metrics: Metrics,
                  is_ready: Callable[[], bool]) -> None:
         self._settings = settings
         self._core = core
+        self._metrics = metrics
         self._is_ready = is_ready
         self._server: grpc.aio.Server | None = None
         self.port = settings.grpc_port
@@ -75,7 +78,7 @@ class GrpcServer:
                                     [name for _, _, name in self._services])
 
     def _servicers(self) -> list[tuple[Callable[[Any, Any], None], Any, str]]:
-        v2 = V2InferenceServicer(self._core, self._settings, self._is_ready)
+        v2 = V2InferenceServicer(self._core, self._settings, self._metrics, self._is_ready)
         return [
             *tfserving_grpc.servicers(self._core),
             (grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, v2,

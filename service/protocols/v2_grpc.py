@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from service.config import Settings
 from service.errors import InvalidInputError
 from service.inference import InferenceCore, InferenceResult
+from service.metrics import Metrics
 from service.protocols.generated import grpc_predict_v2_pb2 as pb
 from service.protocols.generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.protocols.grpc_errors import deadline_s, serving_errors
@@ -29,6 +30,7 @@ from service.protocols.v2_model import (
     server_metadata,
     timeout_parameter,
 )
+from service.protocols.v2_stats import model_statistics
 from service.protocols.v2_tensors import (
     array_to_raw,
     checked_shape,
@@ -92,14 +94,16 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     Args:
         core: the inference core.
         settings: server settings (row limit and batching, for the model configuration).
+        metrics: the metric catalogue (read by ModelStatistics).
         is_ready: the server's readiness (False while loading or draining).
     """
 
-    def __init__(self, core: InferenceCore, settings: Settings,
+    def __init__(self, core: InferenceCore, settings: Settings, metrics: Metrics,
                  is_ready: Callable[[], bool]) -> None:
         self._core = core
         self._repository = core.repository
         self._settings = settings
+        self._metrics = metrics
         self._is_ready = is_ready
 
     @serving_errors
@@ -136,6 +140,13 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         version = parse_model_version(request.version)
         config = model_config(self._repository, self._settings, request.name, version)
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
+
+    @serving_errors
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest,
+                              context: Context) -> pb.ModelStatisticsResponse:
+        version = parse_model_version(request.version)
+        stats = model_statistics(self._repository, self._metrics, request.name, version)
+        return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
 
     @serving_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,

@@ -19,7 +19,7 @@ from service.runtime import Signature, TensorSpec
 SERVER_NAME = "primer-serving"
 PLATFORM = "tensorflow_savedmodel"
 BACKEND = "tensorflow"
-EXTENSIONS = ("binary_tensor_data", "model_configuration", "parameters")
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "parameters", "statistics")
 TIMEOUT_PARAMETER = "timeout"
 """Request parameter (as in Triton): the request's timeout in microseconds."""
 

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from service.config import Settings
 from service.errors import InvalidInputError, ModelNotFoundError
 from service.inference import InferenceCore, InferenceResult
+from service.metrics import Metrics
 from service.protocols.http import (
     JSON_OPTIONS,
     json_response,
@@ -41,6 +42,7 @@ from service.protocols.v2_model import (
     server_metadata,
     timeout_parameter,
 )
+from service.protocols.v2_stats import model_statistics
 from service.protocols.v2_tensors import (
     array_to_json,
     array_to_raw,
@@ -53,7 +55,7 @@ from service.repository import parse_version, validate_model_name
 
 HEADER_LENGTH = "inference-header-content-length"
 _PATH = re.compile(r"^(?P<name>[^/]+)(?:/versions/(?P<version>[^/]*))?"
-                   r"(?P<tail>/ready|/config|/infer)?$")
+                   r"(?P<tail>/ready|/config|/stats|/infer)?$")
 Encoded = tuple[bytes, list[bytes]]
 
 
@@ -165,12 +167,14 @@ class V2Rest:
     Args:
         core: the inference core.
         settings: body size limit, row limit and batching (for the model configuration).
+        metrics: the metric catalogue (read by the statistics endpoint).
     """
 
-    def __init__(self, core: InferenceCore, settings: Settings) -> None:
+    def __init__(self, core: InferenceCore, settings: Settings, metrics: Metrics) -> None:
         self._core = core
         self._repository = core.repository
         self._settings = settings
+        self._metrics = metrics
 
     def routes(self) -> list[Route]:
         return [Route("/v2", self.server_metadata, methods=["GET"]),
@@ -185,7 +189,7 @@ class V2Rest:
         if not match:
             raise ModelNotFoundError(
                 f"no such endpoint /v2/models/{path[:120]!r}; expected /v2/models/<name>"
-                "[/versions/<n>][/ready|/config|/infer]")
+                "[/versions/<n>][/ready|/config|/stats|/infer]")
         name = validate_model_name(match["name"])
         version = None if match["version"] is None else parse_version(match["version"])
         tail = match["tail"] or ""
@@ -198,9 +202,12 @@ class V2Rest:
             return json_response({"name": name, "ready": ready}, status=200 if ready else 503)
         if request.method == "GET" and tail == "/config":
             return json_response(model_config(self._repository, self._settings, name, version))
+        if request.method == "GET" and tail == "/stats":
+            return json_response(model_statistics(self._repository, self._metrics, name,
+                                                  version))
         raise ModelNotFoundError(
             f"{request.method} /v2/models/{name}{tail} is not an endpoint; GET metadata, "
-            "/ready or /config, POST /infer")
+            "/ready, /config or /stats, POST /infer")
 
     async def infer(self, request: Request, name: str, version: int | None) -> Response:
         body = await read_body(request, self._settings.max_body_bytes)

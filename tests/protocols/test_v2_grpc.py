@@ -134,3 +134,18 @@ def test_raw_size_mismatch_is_invalid(server, channel) -> None:
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "needs 12" in info.value.details()
     assert_serving(channel)
+
+
+def test_inference_statistics_follow_the_metrics(client) -> None:
+    def counts() -> tuple[int, int]:
+        (stats,) = client.get_inference_statistics("two_io", as_json=True)["model_stats"]
+        return (int(stats.get("inference_count", 0)),
+                int(stats["inference_stats"]["success"].get("count", 0)))
+
+    rows_before, ok_before = counts()
+    a = triton_grpc.InferInput("a", [3, 2], "FP32")
+    a.set_data_from_numpy(np.ones((3, 2), np.float32))
+    b = triton_grpc.InferInput("b", [3, 2], "FP32")
+    b.set_data_from_numpy(np.ones((3, 2), np.float32))
+    client.infer("two_io", [a, b])
+    assert counts() == (rows_before + 3, ok_before + 1)

@@ -174,3 +174,13 @@ def test_tritonclient_http_error_surfaces_message(client) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.infer("half_plus_two", [tensor])
     assert "expects [-1, 3]" in info.value.message()
+
+
+def test_inference_statistics(client, rest: httpx.Client) -> None:
+    rest.post("/v2/models/half_plus_two/infer", json={"inputs": [
+        {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]})
+    (stats,) = client.get_inference_statistics("half_plus_two")["model_stats"]
+    assert stats["name"] == "half_plus_two" and stats["version"] == "1"
+    assert stats["inference_count"] >= 2
+    assert stats["inference_stats"]["success"]["count"] >= 1
+    assert stats["inference_stats"]["compute_infer"]["count"] == stats["execution_count"]
