@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from service.errors import ServingError
 from service.model_card import ImageContract
-from service.preprocessing import decode_image, pil_to_pixels
+from service.preprocessing import array_to_pixels, decode_image, pil_to_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 """File name endings the folder layout reads; other files (e.g. ``Thumbs.db``) are skipped."""
@@ -270,16 +269,6 @@ def parallel_map(work: Callable[[int], None], n: int) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _array_image_pixels(array: np.ndarray, contract: ImageContract) -> np.ndarray:
-    # Mirrors the decoding half of service.preprocessing.preprocess_pixels (the tests pin
-    # normalize(this) == preprocess_pixels bitwise).
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    return pil_to_pixels(Image.fromarray(array), contract)
-
-
 def array_pixels(images: np.ndarray, contract: ImageContract) -> np.ndarray:
     """A batch of decoded images (N, H, W) or (N, H, W, C) → uint8 (N, h, w, c) per contract.
 
@@ -304,7 +293,7 @@ def array_pixels(images: np.ndarray, contract: ImageContract) -> np.ndarray:
     )
 
     def convert(i: int) -> None:
-        out[i] = _array_image_pixels(images[i], contract)
+        out[i] = array_to_pixels(images[i], contract)
 
     parallel_map(convert, len(images))
     return out

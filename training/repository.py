@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from service.model_card import MODEL_NAME
+
 _VERSION = re.compile(r"[0-9]+")
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
-"""Model names the service accepts: a plain folder name, no paths."""
 
 
 class ExportError(Exception):
