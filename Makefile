@@ -86,3 +86,8 @@ loadtest: $(STAMP)
 	$(BIN)/locust -f loadtest/locustfile.py --headless --host $(LOADTEST_HOST) \
 	  -u $(LOADTEST_USERS) -r $(LOADTEST_SPAWN_RATE) -t $(LOADTEST_TIME) --stop-timeout 10 \
 	  --csv reports/locust --html reports/locust.html --only-summary $(LOADTEST_ARGS)
+
+# Triton's perf_analyzer (tritonclient 2.41.0's binary, unpacked under build/) against a
+# fresh server: v2 gRPC, v2 HTTP and TF Serving gRPC, request counts checked against /metrics
+perf-analyzer: $(STAMP)
+	PYTHON=$(BIN)/python bash loadtest/perf_analyzer.sh

@@ -2,8 +2,9 @@
 
 Read from the server's Prometheus metrics, so perf_analyzer's server-side figures are the
 same numbers ``/metrics`` shows: successful and failed requests, time queued, preprocessing
-(compute_input), model calls (compute_infer, one per batch) and postprocessing
-(compute_output); ``inference_count`` is rows served, ``execution_count`` batches run.
+(compute_input), model calls (compute_infer) and postprocessing (compute_output), counted
+per request as Triton does; ``inference_count`` is rows served, ``execution_count``
+batches run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ def _read(metrics: Metrics) -> dict[Key, dict[str, float]]:
     return values
 
 
+def _compute(v: dict[str, float]) -> dict[str, dict[str, int]]:
+    """The compute stages counted once per successful request, as Triton counts them
+    (perf_analyzer requires the three counts to agree). ``compute_infer`` holds the total
+    model time, so its mean is the model time per request amortized over batching; the
+    sums stay additive, so differences between two readings remain exact."""
+    requests = v.get("ok_count", 0.0)
+    return {stage: _duration(requests, v.get(f"{stage}_sum", 0))
+            for stage in ("compute_input", "compute_infer", "compute_output")}
+
+
 def model_statistics(repository: ModelRepository, metrics: Metrics, name: str,
                      version: int | None) -> dict[str, Any]:
     """Statistics of every loaded version of one model (or of every model for ``""``)."""
@@ -73,7 +84,7 @@ def model_statistics(repository: ModelRepository, metrics: Metrics, name: str,
                     "success": _duration(v.get("ok_count", 0), v.get("request_s", 0) * ok_share),
                     "fail": _duration(v.get("fail_count", 0),
                                       v.get("request_s", 0) * (1 - ok_share)),
-                    **{stage: _duration(v.get(f"{stage}_count", 0), v.get(f"{stage}_sum", 0))
-                       for stage in _STAGES.values()},
+                    "queue": _duration(v.get("queue_count", 0), v.get("queue_sum", 0)),
+                    **_compute(v),
                 }})
     return {"model_stats": stats}

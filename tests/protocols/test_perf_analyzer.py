@@ -1,0 +1,32 @@
+"""Triton's perf_analyzer drives all three endpoints; its counts match the server's metrics.
+
+Slow (about a minute) and it unpacks perf_analyzer on first use (`make perf-analyzer` does
+the same with longer windows); it runs with `make test-slow`, never in the default run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SHIPPED_MODELS
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (SHIPPED_MODELS / "mnist_dnn").exists(),
+                       reason="models/mnist_dnn is not in the repository"),
+]
+
+
+def test_perf_analyzer_counts_match_server_metrics() -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "WINDOW_MS": "2000", "CONCURRENCY": "8"}
+    result = subprocess.run(["bash", str(REPO_ROOT / "loadtest" / "perf_analyzer.sh")],
+                            capture_output=True, text=True, timeout=900, env=env,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for case in ("v2_grpc:", "v2_http:", "tfserving_grpc:"):
+        assert case in result.stdout
+    assert "request counts match the server's metrics" in result.stdout
