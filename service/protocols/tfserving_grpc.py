@@ -13,6 +13,7 @@ first. ``Regress`` and ``MultiInference`` are UNIMPLEMENTED (no model here regre
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -78,7 +79,7 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
         if dtype.kind == "O":
             raise InvalidInputError(f"input {name!r}: DT_STRING values go in string_val")
         content = proto.tensor_content
-        count = int(np.prod(dims, dtype=np.int64))
+        count = math.prod(dims)
         if len(content) != count * dtype.itemsize:
             raise InvalidInputError(
                 f"input {name!r} has {len(content)} bytes of tensor_content; shape {dims} of "
@@ -87,7 +88,7 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
     values: Any = getattr(proto, field)
     if proto.tensor_shape.unknown_rank:
         dims = [len(values)]
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)
     if dtype.kind == "O":
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)
@@ -130,11 +131,10 @@ def _model_version(repository: ModelRepository, spec: model_pb2.ModelSpec) -> in
 
 
 def _encode_predict(result: InferenceResult) -> predict_pb2.PredictResponse:
-    response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
-        name=result.model, signature_name=result.signature))
+    response = predict_pb2.PredictResponse(
+        model_spec=model_pb2.ModelSpec(name=result.model, signature_name=result.signature),
+        outputs={name: array_to_tensor_proto(array) for name, array in result.outputs.items()})
     response.model_spec.version.value = result.version
-    for name, array in result.outputs.items():
-        response.outputs[name].CopyFrom(array_to_tensor_proto(array))
     return response
 
 
