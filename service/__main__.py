@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-base-path", help="folder of <model>/<version>/ (default: models)")
     parser.add_argument("--rest-port", type=int, help="REST port (default: 8501)")
     parser.add_argument("--grpc-port", type=int, help="gRPC port (default: 8500)")
+    parser.add_argument("--grpc-max-message-bytes", type=int,
+                        help="largest gRPC message, RESOURCE_EXHAUSTED beyond (default: 64 MiB)")
     parser.add_argument("--host", help="bind address (default: 0.0.0.0)")
     parser.add_argument("--config", help="YAML settings file (per-model policies, batching)")
     parser.add_argument("--poll-interval-s", type=float,
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(
             args.config, model_base_path=args.model_base_path, rest_port=args.rest_port,
-            grpc_port=args.grpc_port, host=args.host, poll_interval_s=args.poll_interval_s,
+            grpc_port=args.grpc_port, grpc_max_message_bytes=args.grpc_max_message_bytes,
+            host=args.host, poll_interval_s=args.poll_interval_s,
             device=args.device, shutdown_timeout_s=args.shutdown_timeout_s,
             log_level=args.log_level, log_json=args.log_json, access_log=args.access_log)
     except (ValidationError, ValueError) as exc:
