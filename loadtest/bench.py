@@ -33,7 +33,7 @@ from loadtest.wrk import LoadResult, run_wrk
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_NPZ = ROOT.parent / "shared" / "data" / "mnist.npz"
 SERVER_CONFIG = """
-batching: {max_batch_size: 64, batch_timeout_ms: 2.0, max_queue_size: 1024}
+batching: {max_queue_size: 1024}
 models:
   resnet50:
     batching: {max_batch_size: %(resnet_batch)d, batch_timeout_ms: 20.0, max_queue_size: 256}

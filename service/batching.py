@@ -3,10 +3,13 @@
 Callers submit one request (a dict of arrays whose first dimension is its rows) and await
 its own slice of the outputs; the batch loop concatenates queued requests along the first
 dimension up to ``max_batch_size`` rows, waits at most ``batch_timeout`` for a batch to
-fill, pads to ``allowed_batch_sizes``, runs the model in a worker thread, checks the output
-length and hands each caller its rows. The queue is bounded (429 beyond it), deadlines use
-the monotonic clock, cancelled or expired requests never reach the model, and if the loop
-itself dies every waiter is failed and the loop restarts.
+fill (and no longer than ``batch_fill_gap`` after the last arrival), pads to
+``allowed_batch_sizes``, runs the model in a worker thread, checks the output length and
+hands each caller its rows. When batches hold a single request (light load) the next one
+runs without waiting for company, so a lone client pays no batching delay; as soon as
+requests overlap, batches wait to fill again. The queue is bounded (429 beyond it),
+deadlines use the monotonic clock, cancelled or expired requests never reach the model,
+and if the loop itself dies every waiter is failed and the loop restarts.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class Batcher:
         self._run_batch = run_batch
         self._max_rows = settings.max_batch_size if settings.enabled else 1
         self._timeout_s = settings.batch_timeout_ms / 1000 if settings.enabled else 0.0
+        self._gap_s = settings.batch_fill_gap_ms / 1000
         self._allowed = settings.allowed_batch_sizes if settings.enabled else None
         self._max_queue = settings.max_queue_size
         self._max_queued_rows = settings.max_enqueued_batches * settings.max_batch_size
@@ -244,9 +248,10 @@ class Batcher:
                 return
             self._arrival.clear()
             try:
-                await asyncio.wait_for(self._arrival.wait(), remaining)
+                await asyncio.wait_for(self._arrival.wait(),
+                                       min(remaining, self._gap_s) if self._gap_s else remaining)
             except TimeoutError:
-                return
+                return  # the timeout passed, or arrivals paused for the fill gap
 
     def _take_batch(self) -> list[_Request]:
         batch: list[_Request] = []

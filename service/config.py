@@ -28,8 +28,12 @@ class BatchingSettings(BaseModel):
     """Batch concurrent requests; when off each request runs alone (still off the loop)."""
     max_batch_size: int = Field(64, ge=1)
     """Most rows one model call takes."""
-    batch_timeout_ms: float = Field(2.0, ge=0)
+    batch_timeout_ms: float = Field(5.0, ge=0)
     """Longest a formed-but-not-full batch waits for more rows before it runs."""
+    batch_fill_gap_ms: float = Field(0.75, ge=0)
+    """A filling batch also runs once no request has arrived for this long (0 = wait the
+    full timeout, as TF Serving does): requests still arriving extend the wait up to
+    ``batch_timeout_ms``; a burst that has ended does not."""
     allowed_batch_sizes: list[int] | None = None
     """Pad every batch up to the next of these sizes (the last must equal max_batch_size)."""
     max_queue_size: int = Field(512, ge=1)

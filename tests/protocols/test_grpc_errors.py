@@ -52,6 +52,7 @@ def error_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThr
         base, max_rows_per_request=4, grpc_max_message_bytes=MAX_MESSAGE_BYTES,
         request_timeout_s=REQUEST_TIMEOUT_S,
         models={"slow": {"batching": {"max_batch_size": 64, "batch_timeout_ms": 30_000,
+                                      "batch_fill_gap_ms": 0,
                                       "max_queue_size": 1}}})
     thread = ServerThread(settings).start()
     with grpc.insecure_channel(thread.grpc_target) as channel:

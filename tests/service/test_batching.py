@@ -40,7 +40,8 @@ def executor():
 
 
 def make_batcher(model, executor, **settings) -> Batcher:
-    values = {"max_batch_size": 4, "batch_timeout_ms": HOUR * 1000, "max_queue_size": 100}
+    values = {"max_batch_size": 4, "batch_timeout_ms": HOUR * 1000, "max_queue_size": 100,
+              "batch_fill_gap_ms": 0}
     values.update(settings)
     return Batcher(model, BatchingSettings(**values), executor, name="test:1")
 
@@ -87,6 +88,17 @@ async def test_timeout_runs_a_partial_batch(executor) -> None:
     out, _ = await submit(batcher, 5)
     assert out["y"].ravel().tolist() == [10]
     assert model.batches == [1]
+    await batcher.close()
+
+
+async def test_a_pause_in_arrivals_runs_the_batch_before_the_timeout(executor) -> None:
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, batch_fill_gap_ms=20)
+    batcher.start()
+    results = await asyncio.wait_for(asyncio.gather(submit(batcher, 1), submit(batcher, 2)),
+                                     10)  # not the hour-long timeout
+    assert model.batches == [2]
+    assert [float(out["y"][0, 0]) for out, _ in results] == [2, 4]
     await batcher.close()
 
 
@@ -233,7 +245,7 @@ def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
     from tests.fixtures import half_plus_two
 
     half_plus_two(tmp_path / "half_plus_two" / "1")
-    settings = make_settings(tmp_path, batching={"max_batch_size": 2,
+    settings = make_settings(tmp_path, batching={"max_batch_size": 2, "batch_fill_gap_ms": 0,
                                                  "batch_timeout_ms": HOUR * 1000})
     thread = ServerThread(settings).start()
     try:
