@@ -23,6 +23,7 @@ test: $(STAMP) deps-system
 	$(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP) deps-system
+	PYTHON=$(BIN)/python bash loadtest/perf_analyzer.sh --install-only
 	$(BIN)/pytest -m slow
 
 lint: $(STAMP)

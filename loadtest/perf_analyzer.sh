@@ -8,6 +8,9 @@
 # libb64-0d) and libcudart.so.12 (pip's nvidia-cuda-runtime-cu12), even without a GPU.
 # Everything is unpacked under build/perf_analyzer/ (git-ignored); nothing enters the venv.
 #
+# `perf_analyzer.sh --install-only` only unpacks the tools (the test set-up step, so the slow
+# test itself downloads nothing).
+#
 # Environment: MODEL (mnist_dnn), MODEL_BASE_PATH (models), CONCURRENCY (32),
 # WINDOW_MS (5000), TFS_SHAPE (image:1,28,28: the tfserving kind needs the full input shape),
 # PYTHON (.venv/bin/python), PA_DIR (build/perf_analyzer).
@@ -82,6 +85,10 @@ run_case() {
 }
 
 install_perf_analyzer
+if [[ "${1:-}" == "--install-only" ]]; then
+    echo "perf_analyzer is at $PA"
+    exit 0
+fi
 REST_PORT="$(free_port)"
 GRPC_PORT="$(free_port)"
 TF_CPP_MIN_LOG_LEVEL=2 "$PYTHON" -m service --model-base-path "$MODEL_BASE_PATH" \

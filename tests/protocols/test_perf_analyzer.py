@@ -1,7 +1,8 @@
 """Triton's perf_analyzer drives all three endpoints; its counts match the server's metrics.
 
-Slow (about a minute) and it unpacks perf_analyzer on first use (`make perf-analyzer` does
-the same with longer windows); it runs with `make test-slow`, never in the default run.
+Slow (about a minute); it runs with `make test-slow`, whose set-up step unpacks
+perf_analyzer first (`loadtest/perf_analyzer.sh --install-only`), so the test downloads
+nothing. `make perf-analyzer` runs the same script with longer windows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ pytestmark = [
 
 
 def test_perf_analyzer_counts_match_server_metrics() -> None:
+    installed = REPO_ROOT / "build" / "perf_analyzer" / "bin" / "perf_analyzer"
+    assert installed.exists(), "run `make test-slow` (its set-up unpacks perf_analyzer)"
     env = {**os.environ, "PYTHON": sys.executable, "WINDOW_MS": "2000", "CONCURRENCY": "8"}
     result = subprocess.run(["bash", str(REPO_ROOT / "loadtest" / "perf_analyzer.sh")],
                             capture_output=True, text=True, timeout=900, env=env,
