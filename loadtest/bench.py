@@ -4,10 +4,11 @@
 2. ``primer-serve`` under closed-loop load (wrk) at each concurrency.
 3. A naive FastAPI endpoint calling the same signature once per request, same load.
 
-Models: the shipped ``mnist_dnn`` (JSON instances) and a random-init ``resnet50`` exported
-now (JPEG bytes as b64, and JSON floats). Prints items/s, p50/p99, mean formed batch size,
-efficiency (served items/s ÷ raw best-batch items/s) and the ratio to the naive baseline,
-and writes a JSON report.
+Models: the shipped ``mnist_dnn`` (JSON instances over REST; ``tensor_content`` over TF
+Serving gRPC Predict and raw contents over v2 ModelInfer, from client processes) and a
+random-init ``resnet50`` exported now (JPEG bytes as b64, and JSON floats). Prints items/s,
+p50/p99, mean formed batch size, efficiency (served items/s ÷ raw best-batch items/s) and
+the ratio to the naive baseline, and writes a JSON report.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.grpc_clients import infer_request_bytes, predict_request_bytes, run_grpc_load
 from loadtest.processes import free_port, metric_sum, running
 from loadtest.wrk import LoadResult, run_wrk
 
@@ -129,6 +131,33 @@ def drive(url: str, scenario: Scenario, concurrencies: list[int],
     return runs
 
 
+def drive_grpc(target: str, concurrencies: list[int], seconds: float,
+               metrics_url: str) -> dict[str, list[dict[str, Any]]]:
+    """mnist_dnn over TF Serving gRPC Predict (tensor_content) and v2 ModelInfer."""
+    digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
+    bodies = {"mnist_grpc_tfserving": ("tfserving",
+                                       predict_request_bytes("mnist_dnn", "image", digit)),
+              "mnist_grpc_v2": ("v2", infer_request_bytes("mnist_dnn", "image", digit))}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name, (kind, body) in bodies.items():
+        runs[name] = []
+        for concurrency in concurrencies:
+            before = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
+            result = run_grpc_load(target, kind, body, concurrency=concurrency,
+                                   seconds=seconds)
+            after = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
+            row = result.to_dict()
+            if before and after and after[1] > before[1]:
+                row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]),
+                                               2)
+            runs[name].append(row)
+            print(f"  {name:14s} c={concurrency:<3d} {result.requests_per_s:9.1f} req/s "
+                  f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                  f"errors {result.errors}  batch {row.get('mean_batch_size', '-')}",
+                  flush=True)
+    return runs
+
+
 def serve_command(repo: Path, port: int, grpc_port: int, config: Path) -> list[str]:
     return [str(ROOT / ".venv" / "bin" / "primer-serve"), "--model-base-path", str(repo),
             "--rest-port", str(port), "--grpc-port", str(grpc_port), "--host", "127.0.0.1",
@@ -146,7 +175,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """Efficiency and naive ratios for every served run."""
     summary: dict[str, Any] = {}
     for name, runs in report["served"].items():
-        model = report["scenarios"][name]["model"]
+        model = report["scenarios"].get(name, {"model": "mnist_dnn"})["model"]
         ceiling = max(report["raw_ceiling"][model].values())
         naive = {r["concurrency"]: r for r in report["naive"].get(name, [])}
         for run in runs:
@@ -202,13 +231,17 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "raw_ceiling": raw, "served": {}, "naive": {},
             "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios}}
+        report["scenarios"].update({name: {"model": "mnist_dnn", "seconds": args.seconds}
+                                    for name in ("mnist_grpc_tfserving", "mnist_grpc_v2")})
         port, grpc_port = free_port(), free_port()
         print("primer-serve ...", flush=True)
         with running(serve_command(repo, port, grpc_port, config), port):
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
             for s in scenarios:
                 url = f"http://127.0.0.1:{port}/v1/models/{s.model}:predict"
-                report["served"][s.name] = drive(url, s, concurrencies,
-                                                 f"http://127.0.0.1:{port}/metrics")
+                report["served"][s.name] = drive(url, s, concurrencies, metrics_url)
+            report["served"].update(drive_grpc(f"127.0.0.1:{grpc_port}", concurrencies,
+                                               args.seconds, metrics_url))
         for s in (s for s in scenarios if s.naive):
             print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
             naive_port = free_port()

@@ -221,7 +221,8 @@ class Batcher:
                 await self._arrival.wait()
             await self._slots.acquire()
             try:
-                if not self._lone_arrivals:
+                # the queue may have emptied (cancelled, expired) while a batch ran
+                if self._queue and not self._lone_arrivals:
                     await self._wait_to_fill(self._queue[0].enqueued + self._timeout_s)
                 batch = self._take_batch()
                 # Under light load (a batch that holds a single request) waiting for

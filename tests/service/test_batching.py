@@ -278,3 +278,24 @@ def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
         assert 'code="CANCELLED"' in metrics
     finally:
         thread.stop()
+
+
+async def test_queue_emptied_while_a_batch_runs_does_not_kill_the_loop(executor,
+                                                                       caplog) -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    batcher = make_batcher(model, executor, max_batch_size=2, batch_timeout_ms=0)
+    batcher.start()
+    running = [asyncio.ensure_future(submit(batcher, v)) for v in (1, 2)]  # one batch of 2
+    await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
+    waiting = asyncio.ensure_future(submit(batcher, 3))
+    await asyncio.sleep(0.05)  # the loop now waits for the slot with one request queued
+    waiting.cancel()  # ... which leaves the queue empty
+    await asyncio.sleep(0)
+    model.gate.set()
+    await asyncio.gather(*running)
+    out, _ = await asyncio.wait_for(submit(batcher, 4), 10)
+    assert out["y"].ravel().tolist() == [8]
+    assert model.batches == [2, 1]
+    assert not [r for r in caplog.records if "died" in r.getMessage()]
+    await batcher.close()
