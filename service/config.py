@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,9 @@ from pydantic_settings import (
 )
 
 VersionPolicy = Literal["latest", "all", "specific"]
+STORAGE_SCHEMES = ("gs", "s3", "hdfs", "viewfs", "ram")
+"""Filesystems (``tf.io.gfile``) a model base path may name besides local folders; web URLs
+(``http://``, ``https://``, anything else) are refused: models are never fetched from a URL."""
 
 
 class BatchingSettings(BaseModel):
@@ -117,6 +120,43 @@ class Settings(BaseSettings):
     """Write logs as JSON lines."""
     access_log: bool = False
     """Log one line per request (off by default: it costs throughput)."""
+    auth_token: SecretStr | None = None
+    """Bearer token every REST and gRPC call must carry (``Authorization: Bearer <token>``;
+    401 / UNAUTHENTICATED otherwise). Off when unset. Health checks stay open; set it through
+    ``PRIMER_AUTH_TOKEN`` or the YAML file, never on a command line."""
+    metrics_require_auth: bool = False
+    """With ``auth_token`` set, also require the token on ``/metrics`` (open by default so a
+    Prometheus scraper needs no secret)."""
+    tls_cert_file: str | None = None
+    """PEM certificate (chain) for TLS on both ports; plaintext when unset."""
+    tls_key_file: str | None = None
+    """PEM private key of ``tls_cert_file``."""
+
+    @field_validator("model_base_path")
+    @classmethod
+    def _no_urls(cls, path: str) -> str:
+        scheme, found, _ = path.partition("://")
+        if found and scheme.lower() not in STORAGE_SCHEMES:
+            raise ValueError(
+                f"model_base_path {path[:80]!r}: models are never loaded from URLs; use a "
+                f"local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+        return path
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError("auth_token is empty; leave it unset to turn auth off")
+        return token
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,8 @@ REQUEST_ID: ContextVar[str] = ContextVar("primer_request_id", default="")
 """The id of the request being served; set by the adapters (X-Request-ID or gRPC metadata)."""
 ACCESS_LOGGER = "primer.access"
 _access = logging.getLogger(ACCESS_LOGGER)
+MAX_LOGGED_NAME = 200
+"""Longer model names (client strings) are cut in the access log."""
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message", "asctime", "request_id", "fields"}
 
@@ -131,13 +133,16 @@ def log_access(request_id: str, model: str, version: int | None, protocol: str,
 
     Args:
         request_id: the request's id (``REQUEST_ID.get()`` in the adapters' context).
-        model: the model asked for (a client string: escaped by the formatters).
+        model: the model asked for (a client string: escaped by the formatters, cut after
+            ``MAX_LOGGED_NAME`` characters).
         version: the version that served it, or None when none was resolved.
         protocol: e.g. ``rest_tfserving``, ``grpc_v2``.
         status: the canonical status name, as in the ``code`` label of
             ``primer_requests_total`` (``OK``, ``NOT_FOUND``, ...).
         duration_s: time inside the server, as observed by the request histogram.
     """
+    if len(model) > MAX_LOGGED_NAME:
+        model = f"{model[:MAX_LOGGED_NAME]}...({len(model)} characters)"
     fields = {"request_id": request_id, "model": model,
               "version": "" if version is None else str(version), "protocol": protocol,
               "status": status, "duration_ms": round(duration_s * 1e3, 3)}

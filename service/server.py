@@ -17,7 +17,9 @@ from service.config import Settings
 from service.devices import choose_device, configure_tensorflow
 from service.inference import InferenceCore
 from service.metrics import Metrics
+from service.protocols.auth import OPEN_REST_PATHS
 from service.protocols.grpc_server import GrpcServer
+from service.protocols.openapi import openapi_route
 from service.protocols.ops_rest import OpsRest
 from service.protocols.rest_app import build_rest_app
 from service.protocols.tfserving_rest import TFServingRest
@@ -50,11 +52,15 @@ class Server:
         self.core = InferenceCore(self.repository, settings, self.metrics,
                                   self._preprocess_executor)
         self.ops = OpsRest(self.repository, self.metrics)
+        token = settings.auth_token
         self.rest_app = build_rest_app([
             *TFServingRest(self.core, settings).routes(),
             *V2Rest(self.core, settings, self.metrics).routes(),
             *self.ops.routes(),
-        ])
+            openapi_route(),
+        ], auth_token=token and token.get_secret_value(),
+            open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth
+                                          else {"/metrics"}))
         self.grpc = GrpcServer(settings, self.core, self.metrics, self.ops.is_ready)
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
@@ -74,7 +80,9 @@ class Server:
             self.rest_app, host=self.settings.host, port=self.settings.rest_port,
             http="httptools", loop="none", lifespan="off", access_log=False,
             log_level="warning", backlog=2048, timeout_keep_alive=30,
-            timeout_graceful_shutdown=int(self.settings.shutdown_timeout_s))
+            ssl_certfile=self.settings.tls_cert_file, ssl_keyfile=self.settings.tls_key_file,
+            # uvicorn types this int, but waits with asyncio.wait_for: a float is kept exact
+            timeout_graceful_shutdown=self.settings.shutdown_timeout_s)  # type: ignore[arg-type]
         self._uvicorn = uvicorn.Server(config)
         # _serve is serve() without uvicorn's own signal handling: ours drains gracefully
         self._uvicorn_task = asyncio.get_running_loop().create_task(self._uvicorn._serve())

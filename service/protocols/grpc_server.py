@@ -3,13 +3,16 @@
 TF Serving's ``PredictionService`` and ``ModelService``, KServe v2's
 ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` and server reflection, all on
 one port. Message size limits come from the settings; gRPC itself answers
-RESOURCE_EXHAUSTED for a message beyond them.
+RESOURCE_EXHAUSTED for a message beyond them. With ``tls_cert_file``/``tls_key_file`` the
+port speaks TLS only; with ``auth_token`` a bearer-token interceptor guards every method but
+health checks (``service.protocols.auth``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +26,7 @@ from service.config import Settings
 from service.inference import InferenceCore
 from service.metrics import Metrics
 from service.protocols import tfserving_grpc
+from service.protocols.auth import BearerAuthInterceptor
 from service.protocols.generated import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from service.protocols.grpc_health import ServingHealth
 from service.protocols.v2_grpc import SERVICE_NAME as V2_SERVICE
@@ -96,9 +100,22 @@ class GrpcServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
 
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        token = self._settings.auth_token
+        return [] if token is None else [BearerAuthInterceptor(token.get_secret_value())]
+
+    def _bind(self, server: grpc.aio.Server, address: str) -> int:
+        """Listen on ``address``, with TLS when a certificate is configured."""
+        settings = self._settings
+        if settings.tls_cert_file is None or settings.tls_key_file is None:
+            return server.add_insecure_port(address)
+        credentials = grpc.ssl_server_credentials([(
+            Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())])
+        return server.add_secure_port(address, credentials)
+
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful when the setting is 0)."""
-        server = grpc.aio.server(options=self.options())
+        server = grpc.aio.server(options=self.options(), interceptors=self._interceptors())
         names = []
         for add, servicer, name in self._services:
             add(servicer, server)
@@ -111,7 +128,7 @@ class GrpcServer:
         reflection.enable_server_reflection(names, server, pool=pool)
         address = f"{self._settings.host}:{self._settings.grpc_port}"
         try:
-            port = server.add_insecure_port(address)
+            port = self._bind(server, address)
         except RuntimeError as exc:
             raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
         if port == 0:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,12 +22,14 @@ from service.errors import (
     ServingError,
 )
 from service.inference import Timing
-from service.logging_setup import REQUEST_ID
+from service.logging_setup import REQUEST_ID, escape
+from service.protocols import strict_json
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 REQUEST_ID_HEADER = "x-request-id"
+TIMEOUT_HEADER = "request-timeout"
 DISCONNECT_WATCH_AFTER_S = 0.05
 
 
@@ -87,13 +91,35 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 
 def parse_json(body: bytes) -> Any:
-    """Decode a JSON body (orjson: depth-limited, rejects NaN/Infinity literals)."""
+    """Decode a JSON body strictly (``strict_json``: depth-limited, no NaN/Infinity
+    literals, no repeated keys)."""
     if not body:
         raise InvalidInputError("request body is empty; expected a JSON object")
+    return strict_json.loads(body)
+
+
+def request_timeout(request: Request) -> float | None:
+    """The client's ``Request-Timeout`` header (seconds, decimal), if given.
+
+    REST clients set their deadline with it, as gRPC clients do with theirs; without it the
+    server's ``request_timeout_s`` applies. Past it the answer is 504 and a request still
+    queued never reaches the model.
+
+    Raises:
+        InvalidInputError: not a positive finite number of seconds.
+    """
+    text = request.headers.get(TIMEOUT_HEADER)
+    if text is None:
+        return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise InvalidInputError(
+            f"header Request-Timeout is {text[:32]!r}; expected a positive number of seconds, "
+            "e.g. 0.5")
+    return seconds
 
 
 def json_response(content: Any, status: int = 200,
@@ -121,6 +147,20 @@ async def handle_serving_error(request: Request, exc: Exception) -> Response:
     """The one exception handler of the REST app for the typed error family."""
     assert isinstance(exc, ServingError)
     return error_response(exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route, wrong method) as ``{"error": ...}`` bodies too."""
+    assert isinstance(exc, HTTPException)
+    path = escape(request.url.path[:120])
+    if exc.status_code == 404:
+        message = f"no such endpoint {path!r}; the API is described at /openapi.json"
+    elif exc.status_code == 405:
+        message = (f"method {request.method} is not allowed on {path!r}; allowed: "
+                   f"{(exc.headers or {}).get('Allow', '')}")
+    else:
+        message = str(exc.detail)
+    return json_response({"error": message}, status=exc.status_code, headers=exc.headers)
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:

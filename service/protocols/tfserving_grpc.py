@@ -30,16 +30,19 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, PayloadTooLargeError
 from service.inference import InferenceCore, InferenceRequest, InferenceResult
 from service.protocols.grpc_errors import deadline_s, serving_errors
 from service.protocols.status import model_metadata_proto, model_status_proto
+from service.protocols.v2_tensors import MAX_RANK, reshape, typed_values
 from service.repository import ModelRepository
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 Context = grpc.aio.ServicerContext
 _ALL_CLASSES = 1 << 20
+MAX_BROADCAST_ELEMENTS = 1 << 24
+"""Most elements one typed value may be broadcast to (a few bytes must not allocate GBs)."""
 
 # TensorFlow dtype → (numpy dtype, the typed repeated field of TensorProto)
 _DTYPES: dict[int, tuple[np.dtype, str]] = {
@@ -73,8 +76,9 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
             f"{sorted(types_pb2.DataType.Name(d) for d in _DTYPES)}")
     dtype, field = entry
     dims = [d.size for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        raise InvalidInputError(f"input {name!r} has shape {dims}; sizes must be known (>= 0)")
+    if any(d < 0 for d in dims) or len(dims) > MAX_RANK:
+        raise InvalidInputError(f"input {name!r} has shape {dims[:8]}; expected at most "
+                                f"{MAX_RANK} known sizes (>= 0)")
     if proto.tensor_content:
         if dtype.kind == "O":
             raise InvalidInputError(f"input {name!r}: DT_STRING values go in string_val")
@@ -84,7 +88,7 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
             raise InvalidInputError(
                 f"input {name!r} has {len(content)} bytes of tensor_content; shape {dims} of "
                 f"{types_pb2.DataType.Name(proto.dtype)} needs {count * dtype.itemsize}")
-        return np.frombuffer(content, dtype=dtype).reshape(dims)
+        return reshape(np.frombuffer(content, dtype=dtype), dims, name)
     values: Any = getattr(proto, field)
     if proto.tensor_shape.unknown_rank:
         dims = [len(values)]
@@ -95,14 +99,17 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
     elif field == "half_val":
         array = np.asarray(values, dtype=np.uint16).view(np.float16)
     else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            array = np.asarray(values, dtype=dtype)
+        array = typed_values(values, dtype, f"input {name!r}: {field}")
     if len(array) == 1 and count != 1:
+        if count > MAX_BROADCAST_ELEMENTS:
+            raise PayloadTooLargeError(
+                f"input {name!r}: one value in {field} would be broadcast to shape {dims[:8]} "
+                f"({count} elements); the limit is {MAX_BROADCAST_ELEMENTS}")
         return np.full(dims, array[0], dtype=array.dtype)
     if len(array) != count:
         raise InvalidInputError(
             f"input {name!r} has {len(array)} values in {field}; shape {dims} needs {count}")
-    return array.reshape(dims)
+    return reshape(array, dims, name)
 
 
 def array_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:

@@ -30,6 +30,7 @@ from service.protocols.http import (
     json_response,
     parse_json,
     read_body,
+    request_timeout,
     server_timing,
     unless_disconnected,
 )
@@ -108,6 +109,7 @@ class TFServingRest:
         if signature is not None and not isinstance(signature, str):
             raise InvalidInputError("'signature_name' must be a string")
         core_request = InferenceRequest(name, inputs, version=version, signature=signature,
+                                        timeout_s=request_timeout(request),
                                         protocol="rest_tfserving")
         encode = encode_predictions if row_format else encode_outputs
         content, timing = await unless_disconnected(
@@ -119,10 +121,11 @@ class TFServingRest:
         k = request.query_params.get("k", str(_DEFAULT_TOP_K))
         if not k.isdigit() or int(k) < 1:
             raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
+        timeout_s = request_timeout(request)
         images, single = await self._classify_images(request)
         classes, result, timing = await unless_disconnected(
             request, self._core.classify(name, version, images, int(k),
-                                         protocol="rest_tfserving"))
+                                         protocol="rest_tfserving", timeout_s=timeout_s))
         predictions: Any = _scores_json(classes[0]) if single else [
             _scores_json(c) for c in classes]
         return json_response({"model": result.model, "version": result.version,

@@ -32,7 +32,9 @@ from service.protocols.http import (
     json_response,
     parse_json,
     read_body,
+    request_timeout,
     server_timing,
+    unless_disconnected,
 )
 from service.protocols.v2_model import (
     core_request,
@@ -216,10 +218,11 @@ class V2Rest:
         parameters = _object(doc.get("parameters"), "'parameters'")
         default_binary = _flag(parameters, "binary_data_output", False)
         outputs = requested_outputs(doc.get("outputs"), default_binary)
+        timeouts = [t for t in (timeout_parameter(parameters), request_timeout(request)) if t]
         core_req = core_request(name, version, decode_inputs(doc.get("inputs"), binary),
-                                list(outputs), timeout_parameter(parameters), "rest_v2")
-        (header, blobs), timing = await self._core.infer(
-            core_req, encoder(doc.get("id"), outputs, default_binary))
+                                list(outputs), min(timeouts, default=None), "rest_v2")
+        (header, blobs), timing = await unless_disconnected(request, self._core.infer(
+            core_req, encoder(doc.get("id"), outputs, default_binary)))
         headers = {"server-timing": server_timing(timing)}
         if not blobs:
             return Response(header, media_type="application/json", headers=headers)

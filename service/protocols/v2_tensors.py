@@ -7,6 +7,7 @@ Raw tensor data is the flattened row-major little-endian elements; a BYTES eleme
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -52,18 +53,46 @@ def numpy_dtype(datatype: str, name: str) -> np.dtype:
             f"{sorted(DATATYPES)}") from None
 
 
+MAX_DIM = 2**63 - 1
+MAX_RANK = 32
+
+
 def checked_shape(shape: Sequence[Any], name: str) -> tuple[int, ...]:
-    """A request's tensor shape: a list of non-negative integers."""
-    if not isinstance(shape, Sequence) or isinstance(shape, str | bytes) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    """A request's tensor shape: a list of at most 32 non-negative 64-bit integers."""
+    if not isinstance(shape, Sequence) or isinstance(shape, str | bytes) \
+            or len(shape) > MAX_RANK or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM
+            for d in shape):
         raise InvalidInputError(
-            f"input {name!r} has shape {str(shape)[:80]}; expected a list of non-negative "
-            "integers")
+            f"input {name!r} has shape {str(shape)[:80]}; expected a list of at most "
+            f"{MAX_RANK} non-negative 64-bit integers")
     return tuple(shape)
 
 
 def _size(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    """The element count of ``shape``, exact (a Python int never wraps around)."""
+    return math.prod(shape)
+
+
+def typed_values(values: Any, dtype: np.dtype, where: str) -> np.ndarray:
+    """A protobuf repeated field → ndarray of ``dtype``; integers out of its range are
+    invalid input (floats beyond float16/32 range become infinities, as TensorFlow's do)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(values, dtype=dtype)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInputError(f"{where}: a value is out of range for {dtype}: {exc}"
+                                ) from None
+
+
+def reshape(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray:
+    """``array.reshape(shape)``, with numpy's refusals (e.g. a zero-size array whose other
+    dimensions overflow) reported as invalid input."""
+    try:
+        return array.reshape(shape)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInputError(
+            f"input {name!r} cannot take shape {list(shape)[:8]}: {exc}") from None
 
 
 def raw_to_array(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -78,12 +107,12 @@ def raw_to_array(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -
                 f"needs {count}")
         array = np.empty(count, dtype=object)
         array[:] = items
-        return array.reshape(shape)
+        return reshape(array, shape, name)
     if len(raw) != count * dtype.itemsize:
         raise InvalidInputError(
             f"input {name!r} has {len(raw)} bytes of data; shape {list(shape)} of {datatype} "
             f"needs {count * dtype.itemsize}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return reshape(np.frombuffer(raw, dtype=dtype), shape, name)
 
 
 def _split_bytes(raw: bytes, name: str) -> list[bytes]:
@@ -146,7 +175,7 @@ def json_to_array(data: Any, datatype: str, shape: tuple[int, ...], name: str) -
         raise InvalidInputError(
             f"input {name!r} has {values.size} values; shape {list(shape)} needs "
             f"{_size(shape)}")
-    return values.reshape(shape)
+    return reshape(values, shape, name)
 
 
 def array_to_json(array: np.ndarray) -> Any:
@@ -185,6 +214,5 @@ def contents_to_array(contents: Any, datatype: str, shape: tuple[int, ...],
     if datatype == "BYTES":
         array = np.empty(count, dtype=object)
         array[:] = list(values)
-        return array.reshape(shape)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.asarray(values, dtype=dtype).reshape(shape)
+        return reshape(array, shape, name)
+    return reshape(typed_values(values, dtype, f"input {name!r}: {field}"), shape, name)
