@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="auto | cpu | gpu:N (default: auto)")
     parser.add_argument("--shutdown-timeout-s", type=float,
                         help="grace period for admitted requests on SIGTERM (default: 30)")
+    parser.add_argument("--tls-cert-file",
+                        help="PEM certificate: serve TLS on both ports (default: plaintext)")
+    parser.add_argument("--tls-key-file", help="PEM private key of --tls-cert-file")
+    # no --auth-token flag on purpose: a command line is visible to every local user (ps);
+    # the token comes from PRIMER_AUTH_TOKEN or the YAML file (see SECURITY.md)
     parser.add_argument("--log-level", help="logging level (default: INFO)")
     parser.add_argument("--log-json", action="store_true", default=None,
                         help="write logs as JSON lines (default: text)")
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=args.grpc_port, grpc_max_message_bytes=args.grpc_max_message_bytes,
             host=args.host, poll_interval_s=args.poll_interval_s,
             device=args.device, shutdown_timeout_s=args.shutdown_timeout_s,
+            tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file,
             log_level=args.log_level, log_json=args.log_json, access_log=args.access_log)
     except (ValidationError, ValueError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
