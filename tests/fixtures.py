@@ -8,6 +8,7 @@ temporary model repository. Each is small and deterministic so expected outputs 
   signature ``difference``.
 * ``int_doubler`` — ``doubled = 2 * ids`` on ``ids: int64[-1]``.
 * ``tiny_image`` — an 8x8 grayscale image classifier with an image contract and labels.
+* ``heavy`` — ``y = 2x`` on ``x: float32[-1, 4]`` after fixed compute per batch (overload).
 """
 
 from __future__ import annotations
@@ -59,6 +60,29 @@ class _TinyImage(tf.Module):
         quadrants = [top[:, :, :4], top[:, :, 4:], bottom[:, :, :4], bottom[:, :, 4:]]
         means = tf.stack([tf.reduce_mean(q, axis=[1, 2, 3]) for q in quadrants], axis=1)
         return {"probabilities": tf.nn.softmax(means * 10.0)}
+
+
+class _Heavy(tf.Module):
+    """``y = 2x`` after a fixed amount of compute per batch (matrix products of a 256x256
+    weight), whatever its size: a model whose capacity is bound by the model, not by I/O."""
+
+    def __init__(self, iterations: int) -> None:
+        super().__init__()
+        self.weight = tf.Variable(tf.random.stateless_normal([256, 256], seed=[1, 2]) * 0.06)
+        self.iterations = iterations
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        state = self.weight
+        for _ in tf.range(self.iterations):
+            state = tf.tanh(tf.matmul(state, self.weight))
+        return {"y": 2.0 * x + 0.0 * tf.reduce_mean(state)}
+
+
+def heavy(version_dir: Path, iterations: int = 400) -> Path:
+    module = _Heavy(iterations)
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+    return version_dir
 
 
 def half_plus_two(version_dir: Path, scale: float = 0.5, offset: float = 2.0) -> Path:
