@@ -97,7 +97,8 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)
     elif field == "half_val":
-        array = np.asarray(values, dtype=np.uint16).view(np.float16)
+        array = typed_values(values, np.dtype(np.uint16), f"input {name!r}: half_val").view(
+            np.float16)
     else:
         array = typed_values(values, dtype, f"input {name!r}: {field}")
     if len(array) == 1 and count != 1:
@@ -105,7 +106,7 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
             raise PayloadTooLargeError(
                 f"input {name!r}: one value in {field} would be broadcast to shape {dims[:8]} "
                 f"({count} elements); the limit is {MAX_BROADCAST_ELEMENTS}")
-        return np.full(dims, array[0], dtype=array.dtype)
+        return reshape(np.full(count, array[0], dtype=array.dtype), dims, name)
     if len(array) != count:
         raise InvalidInputError(
             f"input {name!r} has {len(array)} values in {field}; shape {dims} needs {count}")
