@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from loadtest.wrk import LoadResult
 
 Kind = Literal["tfserving", "v2"]
 METHODS: dict[str, str] = {
@@ -31,25 +33,11 @@ METHODS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class GrpcLoadResult:
-    """What one closed-loop gRPC run measured (the same fields as ``wrk.LoadResult``)."""
+class GrpcLoadResult(LoadResult):
+    """What one closed-loop gRPC run measured: ``wrk.LoadResult`` plus the client's CPU."""
 
-    concurrency: int
-    requests: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
     client_cpu_s: float = 0.0
     """CPU seconds the client processes used (to judge whether the client was the limit)."""
-
-    @property
-    def requests_per_s(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> dict[str, float]:
-        return {**asdict(self), "requests_per_s": round(self.requests_per_s, 1)}
 
 
 def predict_request_bytes(model: str, input_name: str, array: np.ndarray,
