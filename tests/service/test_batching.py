@@ -299,3 +299,53 @@ async def test_queue_emptied_while_a_batch_runs_does_not_kill_the_loop(executor,
     assert model.batches == [2, 1]
     assert not [r for r in caplog.records if "died" in r.getMessage()]
     await batcher.close()
+
+
+def test_rest_queue_full_is_429_and_expired_deadline_is_504(tmp_path) -> None:
+    """Over REST: a full queue sheds at once; a request whose deadline passes while queued
+    is answered 504 and never reaches the model."""
+    import httpx
+
+    from tests.conftest import ServerThread, make_settings
+    from tests.fixtures import half_plus_two
+
+    half_plus_two(tmp_path / "half_plus_two" / "1")
+    settings = make_settings(tmp_path, batching={"max_batch_size": 1, "max_queue_size": 1})
+    thread = ServerThread(settings).start()
+    try:
+        mv = thread.server.repository.resolve("half_plus_two")
+        ran: list[float] = []
+        gate, entered = threading.Event(), threading.Event()
+        run = mv.batcher._run_batch
+
+        def held(signature, inputs):  # the model, held at a gate
+            entered.set()
+            gate.wait(30)
+            ran.append(float(inputs["x"][0, 0]))
+            return run(signature, inputs)
+
+        mv.batcher._run_batch = held
+
+        def predict(value: float, **headers: str) -> httpx.Response:
+            return client.post("/v1/models/half_plus_two:predict", headers=headers,
+                               json={"instances": [[value, value, value]]})
+
+        with httpx.Client(base_url=thread.rest_url, timeout=30) as client, \
+                ThreadPoolExecutor(2) as pool:
+            first = pool.submit(predict, 1)  # runs, held inside the model
+            assert entered.wait(10)
+            expired = predict(2, **{"Request-Timeout": "0.3"})  # queued, then too late
+            assert expired.status_code == 504, expired.text
+            assert "deadline" in expired.json()["error"]
+            queued = pool.submit(predict, 3)
+            deadline = time.monotonic() + 10
+            while mv.batcher.queue_depth < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            shed = predict(4)  # the queue (1 request) is full
+            assert shed.status_code == 429, shed.text
+            assert "limit is 1" in shed.json()["error"]
+            gate.set()
+            assert first.result().status_code == queued.result().status_code == 200
+        assert ran == [1.0, 3.0]  # neither the expired nor the shed request ran
+    finally:
+        thread.stop()
