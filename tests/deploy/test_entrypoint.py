@@ -53,12 +53,14 @@ def free_port() -> int:
 def image_environment(tmp_path: Path, models: Path) -> dict[str, str]:
     chain = Dockerfile(REPO / "Dockerfile").chain()
     env = Dockerfile.environment(chain, BASE_IMAGE_ENV)
-    venv_bin = str(Path(sys.executable).parent)
-    env = {key: value.replace("/opt/venv/bin", venv_bin) for key, value in env.items()}
+    # The image's /tmp paths move into this test's folder first, then its venv becomes
+    # ours (in that order: a CI checkout's venv may itself live under /tmp).
     env = {
         key: str(tmp_path / value[len("/tmp/") :]) if value.startswith("/tmp/") else value
         for key, value in env.items()
     }
+    venv_bin = str(Path(sys.executable).parent)
+    env = {key: value.replace("/opt/venv/bin", venv_bin) for key, value in env.items()}
     assert env["PRIMER_MODEL_BASE_PATH"] == "/models"
     env.update(
         PRIMER_MODEL_BASE_PATH=str(models),
