@@ -1,8 +1,10 @@
 """The one error mapping of the gRPC adapters, and the per-call helpers they share.
 
-Every servicer method is wrapped by ``serving_errors``: a ``ServingError`` becomes
+Every servicer method is wrapped by ``serving_errors``: it takes the caller's
+``x-request-id`` (or makes one) for the call's log lines; a ``ServingError`` becomes
 ``context.abort(exc.grpc_code, exc.message)`` (the error table in ``service.errors``);
 anything else becomes INTERNAL with a log line carrying the request id, never a traceback.
+``send_timing`` puts the stage timings and the id in the trailing metadata.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import TypeVar
 import grpc
 
 from service.errors import ServingError
+from service.inference import Timing
+from service.logging_setup import REQUEST_ID
+from service.protocols.http import server_timing
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,12 @@ def request_id(context: grpc.aio.ServicerContext) -> str:
         if key == REQUEST_ID_KEY and isinstance(value, str) and value.isascii():
             return value[:128]
     return uuid.uuid4().hex
+
+
+def send_timing(context: grpc.aio.ServicerContext, timing: Timing) -> None:
+    """Trailing metadata with the stage timings (as HTTP's ``Server-Timing``) and the id."""
+    context.set_trailing_metadata((("server-timing", server_timing(timing)),
+                                   (REQUEST_ID_KEY, REQUEST_ID.get())))
 
 
 def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> float | None:
@@ -53,12 +64,13 @@ def serving_errors(method: Method[Servicer, Request, Response]
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Request,
                       context: grpc.aio.ServicerContext) -> Response:
+        rid = request_id(context)
+        REQUEST_ID.set(rid)  # this call's task only: log records and the access log
         try:
             return await method(self, request, context)
         except ServingError as exc:
             message = exc.message
             if exc.grpc_code is grpc.StatusCode.INTERNAL:
-                rid = request_id(context)
                 logger.error("internal error in %s (request id %s): %s", method.__qualname__,
                              rid, message)
                 message = f"{message} (request id {rid})"
@@ -66,7 +78,6 @@ def serving_errors(method: Method[Servicer, Request, Response]
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception:
-            rid = request_id(context)
             logger.exception("internal error in %s (request id %s)", method.__qualname__, rid)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
         raise AssertionError("context.abort returned")  # pragma: no cover

@@ -32,7 +32,7 @@ from tensorflow_serving.apis import (
 
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.inference import InferenceCore, InferenceRequest, InferenceResult
-from service.protocols.grpc_errors import deadline_s, serving_errors
+from service.protocols.grpc_errors import deadline_s, send_timing, serving_errors
 from service.protocols.status import model_metadata_proto, model_status_proto
 from service.protocols.v2_tensors import MAX_RANK, reshape, typed_values
 from service.repository import ModelRepository
@@ -183,7 +183,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature=spec.signature_name or None,
             output_filter=list(request.output_filter) or None,
             timeout_s=deadline_s(context), protocol="grpc_tfserving")
-        response, _ = await self._core.infer(core_request, _encode_predict)
+        response, timing = await self._core.infer(core_request, _encode_predict)
+        send_timing(context, timing)
         return response
 
     @serving_errors
@@ -208,9 +209,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInputError("Classify uses the model's serving_default signature; "
                                     f"got signature_name {spec.signature_name!r}")
         version = _model_version(self._repository, spec)
-        classes, result, _ = await self._core.classify(
+        classes, result, timing = await self._core.classify(
             spec.name, version, _example_images(request), _ALL_CLASSES,
             protocol="grpc_tfserving", timeout_s=deadline_s(context))
+        send_timing(context, timing)
         response = classification_pb2.ClassificationResponse(model_spec=model_pb2.ModelSpec(
             name=result.model, signature_name=result.signature))
         response.model_spec.version.value = result.version

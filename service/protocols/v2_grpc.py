@@ -20,7 +20,7 @@ from service.inference import InferenceCore, InferenceResult
 from service.metrics import Metrics
 from service.protocols.generated import grpc_predict_v2_pb2 as pb
 from service.protocols.generated import grpc_predict_v2_pb2_grpc as pb_grpc
-from service.protocols.grpc_errors import deadline_s, serving_errors
+from service.protocols.grpc_errors import deadline_s, send_timing, serving_errors
 from service.protocols.v2_model import (
     core_request,
     model_config,
@@ -155,5 +155,6 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         core_req = core_request(request.model_name, parse_model_version(request.model_version),
                                 decode_inputs(request), [o.name for o in request.outputs],
                                 timeout, "grpc_v2")
-        response, _ = await self._core.infer(core_req, encode_response(request.id))
+        response, timing = await self._core.infer(core_req, encode_response(request.id))
+        send_timing(context, timing)
         return response

@@ -180,3 +180,27 @@ def test_regress_is_unimplemented(prediction) -> None:
     with pytest.raises(grpc.RpcError) as info:
         prediction.Regress(request, timeout=30)
     assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_predict_returns_timing_and_request_id_in_trailing_metadata(server) -> None:
+    """Trailing metadata carries Server-Timing's stages and echoes the caller's request id."""
+    import grpc as grpc_module
+    import numpy as np
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from service.protocols.tfserving_grpc import array_to_tensor_proto
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    request.inputs["x"].CopyFrom(array_to_tensor_proto(np.ones((1, 3), np.float32)))
+    with grpc_module.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response, call = stub.Predict.with_call(request, metadata=(("x-request-id", "r-42"),))
+    trailing = dict(call.trailing_metadata())
+    assert trailing["x-request-id"] == "r-42"
+    stages = dict(part.strip().split(";dur=") for part in trailing["server-timing"].split(","))
+    assert set(stages) == {"preprocess", "queue", "inference", "postprocess", "total"}
+    parts = sum(float(stages[k]) for k in ("preprocess", "queue", "inference", "postprocess"))
+    assert parts <= float(stages["total"]) + 1e-3
+    y = np.frombuffer(response.outputs["y"].tensor_content, dtype=np.float32)
+    assert y.tolist() == [2.5, 2.5, 2.5]

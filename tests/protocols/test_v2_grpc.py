@@ -92,7 +92,11 @@ def test_infer_typed_contents(server) -> None:
         request = service_pb2.ModelInferRequest(model_name="half_plus_two")
         tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 3])
         tensor.contents.fp32_contents.extend([2.0, 4.0, 6.0])
-        response = stub.ModelInfer(request, timeout=30)
+        response, call = stub.ModelInfer.with_call(
+            request, timeout=30, metadata=(("x-request-id", "v2-7"),))
+    trailing = dict(call.trailing_metadata())
+    assert trailing["x-request-id"] == "v2-7"
+    assert "inference;dur=" in trailing["server-timing"]
     (output,) = response.outputs
     assert output.name == "y" and output.datatype == "FP32" and list(output.shape) == [1, 3]
     np.testing.assert_allclose(np.frombuffer(response.raw_output_contents[0], np.float32),
