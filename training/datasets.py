@@ -38,7 +38,7 @@ from training.layouts import (
     read_folders,
     read_json_index,
 )
-from training.sampling import subset_indices
+from training.sampling import seeded_split, subset_indices
 from training.sign_mnist import SIGN_MNIST_CLASSES, is_sign_mnist_csv, load_sign_mnist
 
 FORMATS = ("auto", "mnist", "sign_mnist", "folders", "csv", "json")
@@ -180,15 +180,13 @@ def _index(path: Path, fmt: str) -> list[Entry]:
 def _hold_out(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int, source: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n_test = round(len(x) * fraction)
-    if not 0 < n_test < len(x):
+    split = seeded_split(x, y, fraction, seed)
+    if split is None:
         raise DatasetError(
             f"{source}: {len(x)} images cannot be split into train and a "
             f"{fraction:.0%} test split; give more images or --test-data"
         )
-    order = np.random.default_rng(seed).permutation(len(x))
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
+    return split
 
 
 def _limited(entries: list[Entry], limit: int | None, seed: int) -> list[Entry]:

@@ -26,6 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.sampling import seeded_split
+
 MONITOR = "val_accuracy"
 Data = tuple[np.ndarray, np.ndarray] | tf.data.Dataset
 """Inputs and labels as arrays, or a batched dataset yielding (inputs, labels)."""
@@ -116,15 +118,13 @@ def split_validation(
     Raises:
         ValueError: the fraction leaves no rows on either side.
     """
-    n_val = round(len(x) * fraction)
-    if not 0 < n_val < len(x):
+    split = seeded_split(x, y, fraction, seed)
+    if split is None:
         raise ValueError(
             f"validation split {fraction} of {len(x)} training images leaves "
             f"no images on one side; expected 0 < split < 1 and more images"
         )
-    order = np.random.default_rng(seed).permutation(len(x))
-    val, fit = order[:n_val], order[n_val:]
-    return x[fit], y[fit], x[val], y[val]
+    return split
 
 
 def compile_model(
