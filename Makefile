@@ -50,15 +50,16 @@ check-generated: $(STAMP)
 # ----- observability: system tools and the Locust load test -----------------------------------
 .PHONY: deps-system loadtest
 
-# promtool + prometheus (Debian's prometheus package) for the observability tests, wrk for
-# make bench; installed only when missing (sudo only when not root).
+# promtool + prometheus (Debian's prometheus package) for the observability tests, wrk and
+# h2load (nghttp2-client) for make bench and its tests; installed only when missing (sudo
+# only when not root).
 deps-system:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
-	    || ! command -v wrk >/dev/null; then \
+	    || ! command -v wrk >/dev/null || ! command -v h2load >/dev/null; then \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    prometheus wrk; \
+	    prometheus wrk nghttp2-client; \
 	fi
 
 LOADTEST_HOST ?= http://127.0.0.1:8501

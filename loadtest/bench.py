@@ -1,11 +1,12 @@
 """``make bench``: the serving benchmark, every figure measured in one run on this machine.
 
 1. The raw in-process ceiling of each SavedModel signature at batch sizes 1..N.
-2. ``primer-serve`` under closed-loop load (wrk) at each concurrency.
+2. ``primer-serve`` under closed-loop load at each concurrency: wrk for REST, h2load (also
+   C; ``--grpc-client python`` for grpc.aio processes instead) for gRPC.
 3. A naive FastAPI endpoint calling the same signature once per request, same load.
 
 Models: the shipped ``mnist_dnn`` (JSON instances over REST; ``tensor_content`` over TF
-Serving gRPC Predict and raw contents over v2 ModelInfer, from client processes) and a
+Serving gRPC Predict and raw contents over v2 ModelInfer) and a
 random-init ``resnet50`` exported now (JPEG bytes as b64, and JSON floats). Prints items/s,
 p50/p99, mean formed batch size, efficiency (served items/s ÷ raw best-batch items/s) and
 the ratio to the naive baseline, and writes a JSON report.
@@ -28,8 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from loadtest.grpc_clients import infer_request_bytes, predict_request_bytes, run_grpc_load
-from loadtest.processes import free_port, metric_sum, running
+from loadtest.grpc_clients import (
+    METHODS,
+    infer_request_bytes,
+    predict_request_bytes,
+    run_grpc_load,
+)
+from loadtest.h2load import run_h2load_grpc
+from loadtest.processes import failed_calls, free_port, metric_sum, request_codes, running
 from loadtest.wrk import LoadResult, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,29 +138,48 @@ def drive(url: str, scenario: Scenario, concurrencies: list[int],
     return runs
 
 
-def drive_grpc(target: str, concurrencies: list[int], seconds: float,
-               metrics_url: str) -> dict[str, list[dict[str, Any]]]:
-    """mnist_dnn over TF Serving gRPC Predict (tensor_content) and v2 ModelInfer."""
+GRPC_SCENARIOS = {"mnist_grpc_tfserving": ("tfserving", "grpc_tfserving"),
+                  "mnist_grpc_v2": ("v2", "grpc_v2")}
+"""Scenario name → (request kind, the server's ``protocol`` label)."""
+
+
+def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_url: str,
+               client: str = "h2load") -> dict[str, list[dict[str, Any]]]:
+    """mnist_dnn over TF Serving gRPC Predict (tensor_content) and v2 ModelInfer.
+
+    ``client`` is ``h2load`` (C, the default: as cheap as wrk is for REST) or ``python``
+    (grpc.aio worker processes). A call counts as an error when the client saw one, and
+    so does every call the server did not answer OK (gRPC status lives in trailers, which
+    h2load does not read): its ``primer_requests_total`` must cover the measured calls.
+    """
     digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
-    bodies = {"mnist_grpc_tfserving": ("tfserving",
-                                       predict_request_bytes("mnist_dnn", "image", digit)),
-              "mnist_grpc_v2": ("v2", infer_request_bytes("mnist_dnn", "image", digit))}
+    bodies = {"tfserving": predict_request_bytes("mnist_dnn", "image", digit),
+              "v2": infer_request_bytes("mnist_dnn", "image", digit)}
     runs: dict[str, list[dict[str, Any]]] = {}
-    for name, (kind, body) in bodies.items():
+    for name, (kind, protocol) in GRPC_SCENARIOS.items():
         runs[name] = []
         for concurrency in concurrencies:
             before = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
-            result = run_grpc_load(target, kind, body, concurrency=concurrency,
-                                   seconds=seconds)
+            codes_before = request_codes(metrics_url, "mnist_dnn", protocol)
+            if client == "h2load":
+                result = run_h2load_grpc(target, METHODS[kind], bodies[kind],
+                                         concurrency=concurrency, seconds=seconds)
+            else:
+                result = run_grpc_load(target, kind, bodies[kind], concurrency=concurrency,
+                                       seconds=seconds)
             after = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
+            codes_after = request_codes(metrics_url, "mnist_dnn", protocol)
             row = result.to_dict()
+            row["errors"] += failed_calls(codes_before, codes_after, result.requests,
+                                          concurrency)
+            row["client"] = client
             if before and after and after[1] > before[1]:
                 row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]),
                                                2)
             runs[name].append(row)
             print(f"  {name:14s} c={concurrency:<3d} {result.requests_per_s:9.1f} req/s "
                   f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-                  f"errors {result.errors}  batch {row.get('mean_batch_size', '-')}",
+                  f"errors {row['errors']}  batch {row.get('mean_batch_size', '-')}",
                   flush=True)
     return runs
 
@@ -198,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-seconds", type=float, default=2.0, help="per batch size")
     parser.add_argument("--mnist-model", default=str(ROOT / "models" / "mnist_dnn"),
                         help="the mnist_dnn model folder (holding versions)")
+    parser.add_argument("--grpc-client", choices=("h2load", "python"), default="h2load",
+                        help="gRPC load generator: h2load (C) or grpc.aio processes")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -232,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             "raw_ceiling": raw, "served": {}, "naive": {},
             "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios}}
         report["scenarios"].update({name: {"model": "mnist_dnn", "seconds": args.seconds}
-                                    for name in ("mnist_grpc_tfserving", "mnist_grpc_v2")})
+                                    for name in GRPC_SCENARIOS})
         port, grpc_port = free_port(), free_port()
         print("primer-serve ...", flush=True)
         with running(serve_command(repo, port, grpc_port, config), port):
@@ -241,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = f"http://127.0.0.1:{port}/v1/models/{s.model}:predict"
                 report["served"][s.name] = drive(url, s, concurrencies, metrics_url)
             report["served"].update(drive_grpc(f"127.0.0.1:{grpc_port}", concurrencies,
-                                               args.seconds, metrics_url))
+                                               args.seconds, metrics_url, args.grpc_client))
         for s in (s for s in scenarios if s.naive):
             print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
             naive_port = free_port()

@@ -68,3 +68,33 @@ def metric_sum(metrics_url: str | None, name: str, model: str) -> tuple[float, f
             elif sample.name == f"{name}_count":
                 count += sample.value
     return total, count
+
+
+def request_codes(metrics_url: str, model: str, protocol: str) -> dict[str, float]:
+    """Answers the server counted for ``model`` over ``protocol``, by status code."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    codes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "primer_requests":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name == "primer_requests_total" and labels.get("model") == model
+                    and labels.get("protocol") == protocol):
+                codes[labels["code"]] = codes.get(labels["code"], 0.0) + sample.value
+    return codes
+
+
+def failed_calls(before: dict[str, float], after: dict[str, float], measured_ok: int,
+                 concurrency: int) -> int:
+    """Calls the server did not answer OK between two ``request_codes`` snapshots.
+
+    A load generator that stops with ``concurrency`` calls in flight cancels them: up to
+    that many CANCELLED answers are the run's end, not failures. Measured calls the server
+    did not count as OK (e.g. rejected before the inference core) are failures too.
+    """
+    delta = {code: after.get(code, 0.0) - before.get(code, 0.0) for code in after}
+    failed = sum(n for code, n in delta.items() if code != "OK")
+    failed -= min(delta.get("CANCELLED", 0.0), concurrency)
+    return int(failed + max(0, measured_ok - delta.get("OK", 0.0)))
