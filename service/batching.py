@@ -51,9 +51,6 @@ class BatchStats:
 class BatchObserver:
     """Receives batch-level events (the metrics layer implements this)."""
 
-    def queue_changed(self, depth: int) -> None:
-        """The number of queued requests changed."""
-
     def batch_ran(self, rows: int, padding: int, inference_s: float) -> None:
         """A batch of ``rows`` rows (``padding`` of them filler) ran in ``inference_s``."""
 
@@ -180,18 +177,24 @@ class Batcher:
                            now, future)
         self._queue.append(request)
         self._queued_rows += rows
-        self._observer.queue_changed(len(self._queue))
         self._arrival.set()
+        # one timer per request (cheaper than asyncio.wait_for's wrapper future)
+        timer = asyncio.get_running_loop().call_later(deadline - now, self._expire, request)
         try:
-            return await asyncio.wait_for(future, deadline - now)
-        except TimeoutError:
-            self._discard(request)
-            raise DeadlineExceededError(
-                f"the request's deadline of {deadline - now:.3f}s passed while it was "
-                "queued or running") from None
+            return await future
         except asyncio.CancelledError:
             self._discard(request)
             raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, request: _Request) -> None:
+        """The deadline passed before the outputs were ready: fail the request now."""
+        if not request.future.done():
+            self._discard(request)
+            request.future.set_exception(DeadlineExceededError(
+                f"the request's deadline of {request.deadline - request.enqueued:.3f}s "
+                "passed while it was queued or running"))
 
     def _discard(self, request: _Request) -> None:
         """Take a request that will never be answered out of the queue (if still there)."""
@@ -200,7 +203,6 @@ class Batcher:
         except ValueError:
             return  # already taken into a batch
         self._queued_rows -= request.rows
-        self._observer.queue_changed(len(self._queue))
 
     async def _supervise(self) -> None:
         while True:
@@ -279,7 +281,6 @@ class Batcher:
     def _pop(self) -> None:
         request = self._queue.popleft()
         self._queued_rows -= request.rows
-        self._observer.queue_changed(len(self._queue))
 
     def _padded_size(self, rows: int) -> int:
         for size in self._allowed or ():
@@ -335,4 +336,3 @@ class Batcher:
             if not request.future.done():
                 request.future.set_exception(error)
         self._queued_rows = 0
-        self._observer.queue_changed(0)

@@ -129,20 +129,16 @@ class InferenceCore:
         try:
             async with self.repository.acquire(request.model, request.version) as mv:
                 assert mv.metrics is not None
-                mv.metrics.inflight.inc()
-                try:
-                    result = await self._run(mv, request, deadline, started)
-                    encoded = encode(result)
-                    timing = result.timing
-                    timing.total_s = time.monotonic() - started
-                    # stages are contiguous, so they add up to the total: postprocess runs
-                    # from the end of the model call (resuming this request included)
-                    timing.postprocess_s = max(0.0, timing.total_s - timing.preprocess_s
-                                               - timing.queue_s - timing.inference_s)
-                    mv.metrics.postprocess_duration.observe(timing.postprocess_s)
-                    mv.metrics.items.inc(_rows(result.outputs))
-                finally:
-                    mv.metrics.inflight.dec()
+                result = await self._run(mv, request, deadline, started)
+                encoded = encode(result)
+                timing = result.timing
+                timing.total_s = time.monotonic() - started
+                # stages are contiguous, so they add up to the total: postprocess runs from
+                # the end of the model call (resuming this request included)
+                timing.postprocess_s = max(0.0, timing.total_s - timing.preprocess_s
+                                           - timing.queue_s - timing.inference_s)
+                mv.metrics.postprocess_duration.observe(timing.postprocess_s)
+                mv.metrics.items.inc(_rows(result.outputs))
             mv.metrics.request_done(request.protocol, "OK", timing.total_s)
             code = "OK"
             return encoded, timing

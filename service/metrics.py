@@ -12,6 +12,7 @@ once per executed batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -170,8 +171,10 @@ class VersionMetrics(BatchObserver):
                           for reason in REJECT_REASONS}
         self._per_protocol: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
-    def queue_changed(self, depth: int) -> None:
-        self.queue_depth.set(depth)
+    def track(self, queue_depth: Callable[[], int], inflight: Callable[[], int]) -> None:
+        """Read the queue depth and in-flight count at scrape time, not on every request."""
+        self.queue_depth.set_function(queue_depth)
+        self.inflight.set_function(inflight)
 
     def batch_ran(self, rows: int, padding: int, inference_s: float) -> None:
         self.batch_size.observe(rows)
