@@ -325,7 +325,6 @@ def _is_bytes_array(value: np.ndarray) -> bool:
 
 def _conform(mv: ModelVersion, spec: TensorSpec, value: np.ndarray) -> np.ndarray:
     """Check dtype and shape of one numeric or string input against its spec."""
-    expected = spec.shape_for_display()
     if spec.is_string:
         if value.dtype.kind == "U":
             value = np.vectorize(lambda s: s.encode("utf-8"), otypes=[object])(value)
@@ -351,12 +350,11 @@ def _conform(mv: ModelVersion, spec: TensorSpec, value: np.ndarray) -> np.ndarra
             raise InvalidInputError(
                 f"input {spec.name!r} holds NaN or infinite values (or values beyond "
                 f"{spec.tf_dtype.name} range); image models expect finite pixel values")
-    if spec.shape is not None:
-        ok = value.ndim == len(expected) and all(
-            want == -1 or got == want
-            for got, want in zip(value.shape[1:], expected[1:], strict=False))
-        if not ok:
-            raise InvalidInputError(
-                f"input {spec.name!r} has shape {list(value.shape)}, model {mv.model} "
-                f"expects {expected}")
+    expected = spec.shape
+    if expected is not None and not (value.ndim == len(expected) and all(
+            want is None or got == want
+            for got, want in zip(value.shape[1:], expected[1:], strict=True))):
+        raise InvalidInputError(
+            f"input {spec.name!r} has shape {list(value.shape)}, model {mv.model} "
+            f"expects {spec.shape_for_display()}")
     return value

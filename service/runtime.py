@@ -6,6 +6,7 @@ Blocking by design: callers run ``predict`` in a worker thread, never on the eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class TensorSpec:
     tf_dtype: tf.DType
     tensor_name: str = ""
 
-    @property
+    @cached_property  # read for every request's every input
     def is_string(self) -> bool:
         return self.tf_dtype == tf.string
 

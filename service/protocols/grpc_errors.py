@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -36,7 +36,7 @@ def request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and value.isascii():
             return value[:128]
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def send_timing(context: grpc.aio.ServicerContext, timing: Timing) -> None:

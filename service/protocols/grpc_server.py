@@ -59,6 +59,28 @@ def reflection_pool(files: Iterable[FileDescriptor]) -> descriptor_pool.Descript
     return pool
 
 
+class GenericHandlersOnly:
+    """A stand-in server for generated ``add_*Servicer_to_server`` functions that keeps only
+    their generic handler.
+
+    Newer generated code also registers every method with ``add_registered_method_handlers``.
+    grpc.aio's accept loop then keeps one pending call future per registered method and waits
+    on all of them (``asyncio.wait``) for every incoming call, so each registered method adds
+    cost to every call of every service: with KServe v2's and health's 13 methods that was
+    8.3 µs per call against 4.9 µs for the single generic future. Methods resolve through the
+    generic handlers instead, as TF Serving's older generated code does anyway.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Dropped: the same handlers arrive through ``add_generic_rpc_handlers``."""
+
+
 class GrpcServer:
     """Every gRPC service of the server on one grpc.aio server.
 
@@ -117,10 +139,11 @@ class GrpcServer:
         """Bind and start; returns the bound port (useful when the setting is 0)."""
         server = grpc.aio.server(options=self.options(), interceptors=self._interceptors())
         names = []
+        generic_only = GenericHandlersOnly(server)
         for add, servicer, name in self._services:
-            add(servicer, server)
+            add(servicer, generic_only)
             names.append(name)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, generic_only)
         names += [HEALTH_SERVICE, REFLECTION_SERVICE]
         pool = reflection_pool([
             prediction_service_pb2.DESCRIPTOR, model_service_pb2.DESCRIPTOR,

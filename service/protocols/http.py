@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import uuid
+import secrets
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -187,7 +187,7 @@ class RequestIdMiddleware:
                 request_id = value[:128]
                 break
         if not request_id or not request_id.isascii():
-            request_id = uuid.uuid4().hex.encode()
+            request_id = secrets.token_hex(16).encode()
         scope["request_id"] = request_id.decode("ascii", "replace")
         REQUEST_ID.set(scope["request_id"])  # for log records and the core's access log
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from unittest import mock
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pool
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from service.protocols.grpc_server import GenericHandlersOnly
 from tests.conftest import ServerThread, make_settings
 from tests.protocols.conftest import health_status
 
@@ -66,3 +68,23 @@ def test_busy_grpc_port_fails_start(fixture_repository: Path, server: ServerThre
     settings = make_settings(fixture_repository, grpc_port=server.server.grpc_port)
     with pytest.raises(OSError, match="cannot listen for gRPC"):
         ServerThread(settings).start()
+
+
+async def test_generated_services_register_only_their_generic_handler() -> None:
+    """Registered methods would each add a pending future that every call waits on."""
+    server = grpc.aio.server()
+    spy = mock.Mock(wraps=server)
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, GenericHandlersOnly(spy))
+    assert spy.add_generic_rpc_handlers.call_count == 1
+    assert spy.add_registered_method_handlers.call_count == 0
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        await servicer.set("svc", health_pb2.HealthCheckResponse.SERVING)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
+            reply = await health_pb2_grpc.HealthStub(chan).Check(
+                health_pb2.HealthCheckRequest(service="svc"), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(None)
