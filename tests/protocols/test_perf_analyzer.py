@@ -13,13 +13,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SHIPPED_MODELS
+from tests.conftest import REPO_ROOT
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (SHIPPED_MODELS / "mnist_dnn").exists(),
-                       reason="models/mnist_dnn is not in the repository"),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_perf_analyzer_counts_match_server_metrics() -> None:

@@ -119,8 +119,7 @@ def wait_serving_only(client: httpx.Client, version: int, timeout: float = 120) 
 
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
-    if not TEMPLATE.exists():
-        pytest.skip("the shipped mnist_dnn model is missing")
+    assert TEMPLATE.exists(), f"the shipped model {TEMPLATE} is missing (make train-mnist)"
     base = tmp_path / "models"
     (base / "mnist_dnn").mkdir(parents=True)
     export(base, 1)
