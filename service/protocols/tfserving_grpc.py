@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -115,18 +115,26 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
 
 def array_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """An output ndarray → ``TensorProto`` with ``tensor_content`` (``string_val`` for bytes)."""
-    shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Write ``array`` into an empty ``proto`` in place (no sub-message copies)."""
     if array.dtype.kind in "OSU":
-        return tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING, tensor_shape=shape,
-            string_val=[v.encode("utf-8") if isinstance(v, str) else bytes(v)
-                        for v in array.reshape(-1)])
-    enum = _TF_DTYPE.get(array.dtype)
-    if enum is None:
-        raise InvalidInputError(f"output dtype {array.dtype} has no TensorFlow equivalent")
-    return tensor_pb2.TensorProto(dtype=enum, tensor_shape=shape,
-                                  tensor_content=np.ascontiguousarray(array).tobytes())
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                                for v in array.reshape(-1))
+    else:
+        enum = _TF_DTYPE.get(array.dtype)
+        if enum is None:
+            raise InvalidInputError(f"output dtype {array.dtype} has no TensorFlow equivalent")
+        proto.dtype = enum
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add().size = size
 
 
 def _model_version(repository: ModelRepository, spec: model_pb2.ModelSpec) -> int | None:
@@ -139,10 +147,13 @@ def _model_version(repository: ModelRepository, spec: model_pb2.ModelSpec) -> in
 
 
 def _encode_predict(result: InferenceResult) -> predict_pb2.PredictResponse:
-    response = predict_pb2.PredictResponse(
-        model_spec=model_pb2.ModelSpec(name=result.model, signature_name=result.signature),
-        outputs={name: array_to_tensor_proto(array) for name, array in result.outputs.items()})
-    response.model_spec.version.value = result.version
+    response = predict_pb2.PredictResponse()
+    spec = response.model_spec
+    spec.name = result.model
+    spec.signature_name = result.signature
+    spec.version.value = result.version
+    for name, array in result.outputs.items():
+        fill_tensor_proto(response.outputs[name], array)
     return response
 
 

@@ -77,13 +77,15 @@ def encode_response(request_id: str) -> Callable[[InferenceResult], pb.ModelInfe
     """The core's encoder for one call: every output as raw contents."""
 
     def encode(result: InferenceResult) -> pb.ModelInferResponse:
-        outputs = [pb.ModelInferResponse.InferOutputTensor(
-            name=name, datatype=datatype_of(array.dtype), shape=array.shape)
-            for name, array in result.outputs.items()]
-        return pb.ModelInferResponse(
-            model_name=result.model, model_version=str(result.version), id=request_id,
-            outputs=outputs,
-            raw_output_contents=[array_to_raw(a) for a in result.outputs.values()])
+        response = pb.ModelInferResponse(model_name=result.model,
+                                         model_version=str(result.version), id=request_id)
+        for name, array in result.outputs.items():  # filled in place: no message copies
+            output = response.outputs.add()
+            output.name = name
+            output.datatype = datatype_of(array.dtype)
+            output.shape.extend(array.shape)
+            response.raw_output_contents.append(array_to_raw(array))
+        return response
 
     return encode
 
