@@ -42,12 +42,19 @@ def running(command: list[str], port: int, *, env: dict[str, str] | None = None,
         wait_http_ok(f"http://127.0.0.1:{port}{health_path}", timeout)
         yield process
     finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int | None:
+    """SIGTERM (if still running) and the exit code; SIGKILL and None after ``timeout``."""
+    if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
 
 
 def metric_sum(metrics_url: str | None, name: str, model: str) -> tuple[float, float] | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loadtest.processes import stop
 from tests.deploy.conftest import REPO
 from tests.deploy.dockerfile import Dockerfile
 from tests.fixtures import half_plus_two
@@ -139,12 +139,7 @@ def test_image_entrypoint_serves_passes_its_healthcheck_and_drains(tmp_path: Pat
         for name in ("primer_inflight_requests", "primer_queue_depth"):
             assert f'{name}{{model="half_plus_two",version="1"}}' in metrics, name
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        code = stop(process)
+        if code is None:
             pytest.fail(f"no exit within 60 s of SIGTERM:\n{log.read_text()[-4000:]}")
     assert code == 0, log.read_text()[-4000:]

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from loadtest.processes import stop
 from tests.conftest import ServerThread
 from tests.observability.helpers import (
     DASHBOARD,
@@ -74,12 +75,7 @@ def prometheus(server: ServerThread, tmp_path: Path) -> Iterator[httpx.Client]:
         yield client
     finally:
         client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process, timeout=20)
         log.close()
 
 

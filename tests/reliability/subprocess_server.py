@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
-from loadtest.processes import free_port
+from loadtest.processes import free_port, stop
 
 START_TIMEOUT_S = 240
 
@@ -48,15 +47,10 @@ class ServerProcess:
 
     def terminate(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit code (killed and failed after ``timeout``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"no exit within {timeout} s of SIGTERM:\n{self.tail()}"
-                                 ) from None
+        code = stop(self.process, timeout)
+        if code is None:
+            raise AssertionError(f"no exit within {timeout} s of SIGTERM:\n{self.tail()}")
+        return code
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -92,13 +86,7 @@ def serve(base: Path, workdir: Path, config: dict[str, Any] | None = None,
         wait_ready(server)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
 
 
 def wait_ready(server: ServerProcess) -> None:
