@@ -3,7 +3,8 @@
 Callers submit one request (a dict of arrays whose first dimension is its rows) and await
 its own slice of the outputs; the batch loop concatenates queued requests along the first
 dimension up to ``max_batch_size`` rows, waits at most ``batch_timeout`` for a batch to
-fill (and no longer than ``batch_fill_gap`` after the last arrival), pads to
+fill (and no longer than ``batch_fill_gap`` after the last arrival, polling the event loop
+for the last millisecond of a wait: see ``Batcher._wait_to_fill``), pads to
 ``allowed_batch_sizes``, runs the model in a worker thread, checks the output length and
 hands each caller its rows. When batches hold a single request (light load) the next one
 runs without waiting for company, so a lone client pays no batching delay; as soon as
@@ -15,7 +16,9 @@ and if the loop itself dies every waiter is failed and the loop restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -34,6 +37,10 @@ from service.errors import (
 )
 
 logger = logging.getLogger(__name__)
+POLL_WINDOW_S = 1e-3
+"""A fill wait this close to its deadline polls the loop turn by turn instead of sleeping."""
+BUSY_TURN_S = 50e-6
+"""A loop turn longer than this was busy: requests it has not read yet may be waiting."""
 
 Arrays = dict[str, np.ndarray]
 RunBatch = Callable[[str, Arrays], Arrays]
@@ -111,6 +118,7 @@ class Batcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
         self._lone_arrivals = False
+        self._last_arrival = 0.0
 
     @property
     def queue_depth(self) -> int:
@@ -177,6 +185,7 @@ class Batcher:
                            now, future)
         self._queue.append(request)
         self._queued_rows += rows
+        self._last_arrival = now
         self._arrival.set()
         # one timer per request (cheaper than asyncio.wait_for's wrapper future)
         timer = asyncio.get_running_loop().call_later(deadline - now, self._expire, request)
@@ -245,16 +254,36 @@ class Batcher:
         self._slots.release()
 
     async def _wait_to_fill(self, until: float) -> None:
+        """Wait until the batch is full, ``until`` passes or arrivals pause for the fill gap.
+
+        The loop's own timers tick in whole milliseconds (uvloop), too coarse for a gap of a
+        few hundred microseconds, and a sleeping loop adds a thread wake-up to each of the
+        several hand-offs a gRPC call makes. So within ``POLL_WINDOW_S`` of the deadline the
+        wait polls: it yields one loop turn at a time (the loop keeps reading sockets and
+        running every other task) and checks the clock. The gap only counts time the loop
+        was free to read arrivals: a check that comes late (a busy turn, which may have left
+        requests unread in the loop's sockets) starts the gap afresh; ``until`` still bounds
+        the wait.
+        """
+        quiet_since = time.monotonic()
+        busy_after = math.inf  # a check later than this means the loop was busy meanwhile
         while self._queued_rows < self._max_rows:
-            remaining = until - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now > busy_after:
+                quiet_since = now
+            quiet_since = max(quiet_since, self._last_arrival)
+            deadline = min(until, quiet_since + self._gap_s) if self._gap_s else until
+            if now >= deadline:
                 return
-            self._arrival.clear()
-            try:
-                await asyncio.wait_for(self._arrival.wait(),
-                                       min(remaining, self._gap_s) if self._gap_s else remaining)
-            except TimeoutError:
-                return  # the timeout passed, or arrivals paused for the fill gap
+            if deadline - now > POLL_WINDOW_S:  # far off: sleep until an arrival or near it
+                busy_after = deadline
+                self._arrival.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrival.wait(),
+                                           deadline - now - POLL_WINDOW_S)
+            else:
+                busy_after = now + BUSY_TURN_S
+                await asyncio.sleep(0)
 
     def _take_batch(self) -> list[_Request]:
         batch: list[_Request] = []

@@ -102,6 +102,45 @@ async def test_a_pause_in_arrivals_runs_the_batch_before_the_timeout(executor) -
     await batcher.close()
 
 
+async def test_a_busy_loop_turn_restarts_the_fill_gap(executor) -> None:
+    # A turn that keeps the loop busy past the gap may leave requests unread in its sockets
+    # (a gRPC call takes several turns to reach the batcher): the batch gives them a quiet
+    # gap to arrive instead of closing right after the busy turn.
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, batch_fill_gap_ms=20)
+    batcher.start()
+    first = asyncio.ensure_future(submit(batcher, 1))
+    for _ in range(2):
+        await asyncio.sleep(0)  # queued; the batch loop is waiting for the gap
+    time.sleep(0.1)  # a busy turn, five gaps long
+    for _ in range(5):
+        await asyncio.sleep(0)  # the late request takes a few turns to come through
+    second = asyncio.ensure_future(submit(batcher, 2))
+    results = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert model.batches == [2]
+    assert [float(out["y"][0, 0]) for out, _ in results] == [2, 4]
+    await batcher.close()
+
+
+async def test_a_sub_millisecond_gap_keeps_back_to_back_arrivals_together(executor) -> None:
+    # uvloop's timers tick in whole milliseconds (a 0.5 ms timer fires on the next turn), so
+    # the gap is timed by the batcher itself: arrivals one loop turn apart share the batch.
+    model = RecordingModel()
+    batcher = make_batcher(model, executor, batch_fill_gap_ms=0.5, batch_timeout_ms=1000)
+    batcher.start()
+    started = time.monotonic()
+    waiting = []
+    for value in (1, 2, 3):
+        waiting.append(asyncio.ensure_future(submit(batcher, value)))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    results = await asyncio.gather(*waiting)
+    assert time.monotonic() - started < 0.9  # the gap closed the batch, not the timeout
+    assert model.batches == [3]
+    assert [float(out["y"][0, 0]) for out, _ in results] == [2, 4, 6]
+    await batcher.close()
+
+
 async def test_padding_to_allowed_batch_sizes(executor) -> None:
     model = RecordingModel()
     batcher = make_batcher(model, executor, max_batch_size=8, allowed_batch_sizes=[4, 8],
