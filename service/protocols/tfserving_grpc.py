@@ -132,6 +132,7 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
             raise InvalidInputError(f"output dtype {array.dtype} has no TensorFlow equivalent")
         proto.dtype = enum
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    proto.tensor_shape.SetInParent()  # present even for a scalar, as TensorFlow writes it
     dims = proto.tensor_shape.dim
     for size in array.shape:
         dims.add().size = size

@@ -204,3 +204,22 @@ def test_predict_returns_timing_and_request_id_in_trailing_metadata(server) -> N
     assert parts <= float(stages["total"]) + 1e-3
     y = np.frombuffer(response.outputs["y"].tensor_content, dtype=np.float32)
     assert y.tolist() == [2.5, 2.5, 2.5]
+
+
+@pytest.mark.parametrize("array", [
+    np.float32(2.5).reshape(()),
+    np.arange(6, dtype=np.int64).reshape(2, 3),
+    np.zeros((0, 4), np.float16),
+    np.array([b"a", "b\u00e9"], dtype=object),
+], ids=["scalar", "int64", "empty", "strings"])
+def test_output_tensor_protos_read_back_as_tensorflow_reads_them(array) -> None:
+    from service.protocols.tfserving_grpc import array_to_tensor_proto
+
+    proto = array_to_tensor_proto(array)
+    assert proto.HasField("tensor_shape")  # present even for a scalar
+    back = tf.make_ndarray(proto)
+    assert back.shape == array.shape
+    if array.dtype == object:
+        assert back.tolist() == [b"a", "b\u00e9".encode()]
+    else:
+        assert back.dtype == array.dtype and np.array_equal(back, array)
