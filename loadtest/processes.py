@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 
 def free_port() -> int:
@@ -57,39 +58,38 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int | None:
         return None
 
 
+def samples(metrics_url: str, family: str) -> Iterator[Sample]:
+    """The samples of one metric family scraped from ``metrics_url`` now."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    for parsed in text_string_to_metric_families(text):
+        if parsed.name == family:
+            yield from parsed.samples
+
+
 def metric_sum(metrics_url: str | None, name: str, model: str) -> tuple[float, float] | None:
     """(sum, count) of histogram ``name`` summed over the versions of ``model``."""
     if metrics_url is None:
         return None
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
     total, count = 0.0, 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name != name:
+    for sample in samples(metrics_url, name):
+        if sample.labels.get("model") != model:
             continue
-        for sample in family.samples:
-            if sample.labels.get("model") != model:
-                continue
-            if sample.name == f"{name}_sum":
-                total += sample.value
-            elif sample.name == f"{name}_count":
-                count += sample.value
+        if sample.name == f"{name}_sum":
+            total += sample.value
+        elif sample.name == f"{name}_count":
+            count += sample.value
     return total, count
 
 
 def request_codes(metrics_url: str, model: str, protocol: str) -> dict[str, float]:
     """Answers the server counted for ``model`` over ``protocol``, by status code."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
     codes: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "primer_requests":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if (sample.name == "primer_requests_total" and labels.get("model") == model
-                    and labels.get("protocol") == protocol):
-                codes[labels["code"]] = codes.get(labels["code"], 0.0) + sample.value
+    for sample in samples(metrics_url, "primer_requests"):
+        labels = sample.labels
+        if (sample.name == "primer_requests_total" and labels.get("model") == model
+                and labels.get("protocol") == protocol):
+            codes[labels["code"]] = codes.get(labels["code"], 0.0) + sample.value
     return codes
 
 
