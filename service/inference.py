@@ -90,6 +90,24 @@ class ClassScore:
     score: float
 
 
+class RefusalCounter:
+    """The context manager of ``InferenceCore.refusals``."""
+
+    def __init__(self, core: InferenceCore, model: str, protocol: str) -> None:
+        self._core = core
+        self._model = model
+        self._protocol = protocol
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: object) -> bool:
+        if isinstance(error, ServingError):
+            self._core._count_refused(self._model, self._protocol, error)
+        return False  # never swallows the error
+
+
 class InferenceCore:
     """Validation, preprocessing, batching and metrics shared by every protocol.
 
@@ -179,6 +197,23 @@ class InferenceCore:
         timing = Timing(preprocess_s=preprocess_s, queue_s=stats.queue_s,
                         inference_s=stats.inference_s, batch_rows=stats.batch_rows)
         return InferenceResult(mv.model, mv.version, signature.name, outputs, mv.card, timing)
+
+    def refusals(self, model: str, protocol: str) -> RefusalCounter:
+        """Counts a ``ServingError`` raised inside the ``with`` block: a request its adapter
+        refused before it reached the core (a body over the limit, malformed JSON or tensors).
+
+        It goes into ``primer_requests_total`` (and ``primer_rejected_requests_total`` for a
+        limit) with an empty version label, under the model's name when the repository serves
+        that model and under the empty name otherwise, so client-chosen names never become
+        label values. Requests that reach ``infer`` are counted there instead.
+        """
+        return RefusalCounter(self, model, protocol)
+
+    def _count_refused(self, model: str, protocol: str, error: ServingError) -> None:
+        name = model if model in self.repository.model_names() else ""
+        self._metrics.requests.labels(name, "", protocol, error.grpc_code.name).inc()
+        if isinstance(error, PayloadTooLargeError):
+            self._metrics.rejected.labels(name, "", error.reason).inc()
 
     def _count_failure(self, mv: ModelVersion | None, request: InferenceRequest,
                        error: ServingError, started: float) -> None:

@@ -37,6 +37,8 @@ from service.protocols.status import model_metadata_proto, model_status_proto
 from service.protocols.v2_tensors import MAX_RANK, reshape, typed_values
 from service.repository import ModelRepository
 
+PROTOCOL = "grpc_tfserving"
+"""The ``protocol`` label of this adapter's requests."""
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 Context = grpc.aio.ServicerContext
@@ -188,13 +190,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: Context) -> predict_pb2.PredictResponse:
         spec = request.model_spec
-        inputs = {name: tensor_proto_to_array(proto, name)
-                  for name, proto in request.inputs.items()}
-        core_request = InferenceRequest(
-            spec.name, inputs, version=_model_version(self._repository, spec),
-            signature=spec.signature_name or None,
-            output_filter=list(request.output_filter) or None,
-            timeout_s=deadline_s(context), protocol="grpc_tfserving")
+        with self._core.refusals(spec.name, PROTOCOL):
+            inputs = {name: tensor_proto_to_array(proto, name)
+                      for name, proto in request.inputs.items()}
+            core_request = InferenceRequest(
+                spec.name, inputs, version=_model_version(self._repository, spec),
+                signature=spec.signature_name or None,
+                output_filter=list(request.output_filter) or None,
+                timeout_s=deadline_s(context), protocol=PROTOCOL)
         response, timing = await self._core.infer(core_request, _encode_predict)
         send_timing(context, timing)
         return response
@@ -217,13 +220,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Classify(self, request: classification_pb2.ClassificationRequest,
                        context: Context) -> classification_pb2.ClassificationResponse:
         spec = request.model_spec
-        if spec.signature_name not in ("", "serving_default"):
-            raise InvalidInputError("Classify uses the model's serving_default signature; "
-                                    f"got signature_name {spec.signature_name!r}")
-        version = _model_version(self._repository, spec)
+        with self._core.refusals(spec.name, PROTOCOL):
+            if spec.signature_name not in ("", "serving_default"):
+                raise InvalidInputError("Classify uses the model's serving_default signature; "
+                                        f"got signature_name {spec.signature_name!r}")
+            version = _model_version(self._repository, spec)
+            images = _example_images(request)
         classes, result, timing = await self._core.classify(
-            spec.name, version, _example_images(request), _ALL_CLASSES,
-            protocol="grpc_tfserving", timeout_s=deadline_s(context))
+            spec.name, version, images, _ALL_CLASSES, protocol=PROTOCOL,
+            timeout_s=deadline_s(context))
         send_timing(context, timing)
         response = classification_pb2.ClassificationResponse(model_spec=model_pb2.ModelSpec(
             name=result.model, signature_name=result.signature))

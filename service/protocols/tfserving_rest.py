@@ -39,6 +39,8 @@ from service.protocols.status import model_metadata_proto, model_status_proto
 from service.repository import parse_version, validate_model_name
 
 # /v1/models/{name}[/versions/{v} | /labels/{l}][/metadata | :predict | :classify]
+PROTOCOL = "rest_tfserving"
+"""The ``protocol`` label of this adapter's requests."""
 _PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]*)|/labels/(?P<label>[^/:]*))?"
                    r"(?P<tail>/metadata|:[A-Za-z]+)?$")
 _DEFAULT_TOP_K = 5
@@ -100,17 +102,18 @@ class TFServingRest:
 
     # ----- predict ----------------------------------------------------------------------
     async def predict(self, request: Request, name: str, version: int | None) -> Response:
-        body = parse_json(await read_body(request, self._settings.max_body_bytes))
-        if not isinstance(body, dict):
-            raise InvalidInputError("request body must be a JSON object with 'instances' or "
-                                    "'inputs'")
-        inputs, row_format = parse_predict_body(body)
-        signature = body.get("signature_name")
-        if signature is not None and not isinstance(signature, str):
-            raise InvalidInputError("'signature_name' must be a string")
-        core_request = InferenceRequest(name, inputs, version=version, signature=signature,
-                                        timeout_s=request_timeout(request),
-                                        protocol="rest_tfserving")
+        with self._core.refusals(name, PROTOCOL):
+            body = parse_json(await read_body(request, self._settings.max_body_bytes))
+            if not isinstance(body, dict):
+                raise InvalidInputError("request body must be a JSON object with 'instances' "
+                                        "or 'inputs'")
+            inputs, row_format = parse_predict_body(body)
+            signature = body.get("signature_name")
+            if signature is not None and not isinstance(signature, str):
+                raise InvalidInputError("'signature_name' must be a string")
+            core_request = InferenceRequest(name, inputs, version=version, signature=signature,
+                                            timeout_s=request_timeout(request),
+                                            protocol=PROTOCOL)
         encode = encode_predictions if row_format else encode_outputs
         content, timing = await unless_disconnected(
             request, self._core.infer(core_request, encode))
@@ -118,14 +121,16 @@ class TFServingRest:
 
     # ----- classify (images in, top-k labels out) ---------------------------------------
     async def classify(self, request: Request, name: str, version: int | None) -> Response:
-        k = request.query_params.get("k", str(_DEFAULT_TOP_K))
-        if not k.isdigit() or int(k) < 1:
-            raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
-        timeout_s = request_timeout(request)
-        images, single = await self._classify_images(request)
+        with self._core.refusals(name, PROTOCOL):
+            k = request.query_params.get("k", str(_DEFAULT_TOP_K))
+            if not k.isdigit() or int(k) < 1:
+                raise InvalidInputError(
+                    f"query parameter k must be a positive integer, got {k!r}")
+            timeout_s = request_timeout(request)
+            images, single = await self._classify_images(request)
         classes, result, timing = await unless_disconnected(
-            request, self._core.classify(name, version, images, int(k),
-                                         protocol="rest_tfserving", timeout_s=timeout_s))
+            request, self._core.classify(name, version, images, int(k), protocol=PROTOCOL,
+                                         timeout_s=timeout_s))
         predictions: Any = _scores_json(classes[0]) if single else [
             _scores_json(c) for c in classes]
         return json_response({"model": result.model, "version": result.version,

@@ -39,6 +39,8 @@ from service.protocols.v2_tensors import (
     raw_to_array,
 )
 
+PROTOCOL = "grpc_v2"
+"""The ``protocol`` label of this adapter's requests."""
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 Context = grpc.aio.ServicerContext
 
@@ -153,10 +155,12 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @serving_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: Context) -> pb.ModelInferResponse:
-        timeout = deadline_s(context, timeout_parameter(_parameters(request.parameters)))
-        core_req = core_request(request.model_name, parse_model_version(request.model_version),
-                                decode_inputs(request), [o.name for o in request.outputs],
-                                timeout, "grpc_v2")
+        with self._core.refusals(request.model_name, PROTOCOL):
+            timeout = deadline_s(context, timeout_parameter(_parameters(request.parameters)))
+            core_req = core_request(request.model_name,
+                                    parse_model_version(request.model_version),
+                                    decode_inputs(request), [o.name for o in request.outputs],
+                                    timeout, PROTOCOL)
         response, timing = await self._core.infer(core_req, encode_response(request.id))
         send_timing(context, timing)
         return response

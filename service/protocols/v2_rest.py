@@ -55,6 +55,8 @@ from service.protocols.v2_tensors import (
 )
 from service.repository import parse_version, validate_model_name
 
+PROTOCOL = "rest_v2"
+"""The ``protocol`` label of this adapter's requests."""
 HEADER_LENGTH = "inference-header-content-length"
 _PATH = re.compile(r"^(?P<name>[^/]+)(?:/versions/(?P<version>[^/]*))?"
                    r"(?P<tail>/ready|/config|/stats|/infer)?$")
@@ -212,15 +214,17 @@ class V2Rest:
             "/ready, /config or /stats, POST /infer")
 
     async def infer(self, request: Request, name: str, version: int | None) -> Response:
-        body = await read_body(request, self._settings.max_body_bytes)
-        doc, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-        doc = _object(doc, "the inference request")
-        parameters = _object(doc.get("parameters"), "'parameters'")
-        default_binary = _flag(parameters, "binary_data_output", False)
-        outputs = requested_outputs(doc.get("outputs"), default_binary)
-        timeouts = [t for t in (timeout_parameter(parameters), request_timeout(request)) if t]
-        core_req = core_request(name, version, decode_inputs(doc.get("inputs"), binary),
-                                list(outputs), min(timeouts, default=None), "rest_v2")
+        with self._core.refusals(name, PROTOCOL):
+            body = await read_body(request, self._settings.max_body_bytes)
+            doc, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+            doc = _object(doc, "the inference request")
+            parameters = _object(doc.get("parameters"), "'parameters'")
+            default_binary = _flag(parameters, "binary_data_output", False)
+            outputs = requested_outputs(doc.get("outputs"), default_binary)
+            timeouts = [t for t in (timeout_parameter(parameters), request_timeout(request))
+                        if t]
+            core_req = core_request(name, version, decode_inputs(doc.get("inputs"), binary),
+                                    list(outputs), min(timeouts, default=None), PROTOCOL)
         (header, blobs), timing = await unless_disconnected(request, self._core.infer(
             core_req, encoder(doc.get("id"), outputs, default_binary)))
         headers = {"server-timing": server_timing(timing)}

@@ -31,6 +31,7 @@ from tensorflow.core.framework import types_pb2
 from service import storage
 from service.logging_setup import ACCESS_LOGGER, TextFormatter
 from service.protocols.generated import grpc_predict_v2_pb2 as pb
+from tests.observability.helpers import scrape, value
 from tests.reliability import images
 from tests.reliability.clients import (
     IMAGE_TRANSPORTS,
@@ -518,3 +519,48 @@ def test_base64_padding_is_strict_by_policy() -> None:
 def test_http_client_stays_usable(http: httpx.Client) -> None:
     """A sanity anchor: the suite's own client still talks to the server."""
     assert http.get("/v2/health/ready").status_code == 200
+
+
+# ----- every refusal is counted -----------------------------------------------------------
+def _send_refused(kind: str, http: httpx.Client, tfs: Any, v2: Any) -> Outcome:
+    if kind == "rest-body-over-the-limit":
+        return _rest(http.post(PREDICT, content=b" " * (MAX_BODY_BYTES + 1)))
+    if kind == "rest-malformed-json":
+        return _rest(http.post(PREDICT, content=b'{"instances": [}'))
+    if kind == "rest-unknown-model-malformed-json":
+        return _rest(http.post("/v1/models/no_such_model:predict", content=b"{"))
+    if kind == "v2-rest-malformed-json":
+        return _rest(http.post(INFER, content=b'{"inputs": [}'))
+    if kind == "tfs-grpc-short-tensor-content":
+        return _tfs(tfs, tensor_proto(F32, [1, 3], tensor_content=b"\x00" * 8))
+    assert kind == "v2-grpc-short-raw-contents"
+    return _grpc(v2.ModelInfer, v2_request([1, 3], b"\x00" * 8), lambda r: [])
+
+
+@pytest.mark.parametrize(("kind", "model", "protocol", "status", "code"), [
+    ("rest-body-over-the-limit", "half_plus_two", "rest_tfserving", 413,
+     "RESOURCE_EXHAUSTED"),
+    ("rest-malformed-json", "half_plus_two", "rest_tfserving", 400, "INVALID_ARGUMENT"),
+    ("rest-unknown-model-malformed-json", "", "rest_tfserving", 400, "INVALID_ARGUMENT"),
+    ("v2-rest-malformed-json", "half_plus_two", "rest_v2", 400, "INVALID_ARGUMENT"),
+    ("tfs-grpc-short-tensor-content", "half_plus_two", "grpc_tfserving", 400,
+     "INVALID_ARGUMENT"),
+    ("v2-grpc-short-raw-contents", "half_plus_two", "grpc_v2", 400, "INVALID_ARGUMENT"),
+])
+def test_a_request_refused_before_the_core_is_counted_once(
+        kind: str, model: str, protocol: str, status: int, code: str, http, tfs, v2) -> None:
+    """Refused while its body or tensors were read, before any model version was resolved:
+    counted under the model's name (if served) with an empty version, and only once."""
+    _, before = scrape(http)
+    _send_refused(kind, http, tfs, v2).check(status, "")
+    _, after = scrape(http)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("primer_requests_total", model=model, version="", protocol=protocol,
+                 code=code) == 1
+    assert delta("primer_requests_total") == 1, "counted once, under one label set"
+    too_large = 1 if status == 413 else 0
+    assert delta("primer_rejected_requests_total", model=model, version="",
+                 reason="too_large") == too_large
