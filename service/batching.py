@@ -124,6 +124,11 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def queue_capacity(self) -> int:
+        """The most requests the queue holds (``max_queue_size``); more get QueueFullError."""
+        return self._max_queue
+
     def start(self) -> None:
         """Start the batch loop on the running event loop."""
         if self._loop_task is None:

@@ -118,6 +118,10 @@ class Metrics:
         self.queue_depth = Gauge(
             f"{PREFIX}_queue_depth", "Requests waiting in the batch queue.", model,
             registry=r)
+        self.queue_capacity = Gauge(
+            f"{PREFIX}_queue_capacity",
+            "The most requests the batch queue holds (max_queue_size); more are shed.",
+            model, registry=r)
         self.inflight = Gauge(
             f"{PREFIX}_inflight_requests", "Requests being handled by the core.", model,
             registry=r)
@@ -171,8 +175,11 @@ class VersionMetrics(BatchObserver):
                           for reason in REJECT_REASONS}
         self._per_protocol: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
-    def track(self, queue_depth: Callable[[], int], inflight: Callable[[], int]) -> None:
-        """Read the queue depth and in-flight count at scrape time, not on every request."""
+    def track(self, queue_depth: Callable[[], int], inflight: Callable[[], int],
+              queue_capacity: int) -> None:
+        """Read the queue depth and in-flight count at scrape time, not on every request;
+        ``queue_capacity`` is the fixed bound the depth is measured against."""
+        self._metrics.queue_capacity.labels(*self._labels).set(queue_capacity)
         self.queue_depth.set_function(queue_depth)
         self.inflight.set_function(inflight)
 

@@ -272,7 +272,8 @@ class ModelRepository:
         mv.batcher = Batcher(runtime.predict, self._settings.batching_for(mv.model),
                              self._run_executor, mv.metrics, mv.label)
         mv.metrics.track(queue_depth=lambda: mv.batcher.queue_depth if mv.batcher else 0,
-                         inflight=lambda: mv.inflight)
+                         inflight=lambda: mv.inflight,
+                         queue_capacity=mv.batcher.queue_capacity)
         mv.batcher.start()
         self._metrics.model_load_duration.labels(mv.model).observe(time.monotonic() - started)
         self._set_state(mv, VersionState.AVAILABLE)

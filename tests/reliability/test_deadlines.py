@@ -26,6 +26,7 @@ from tests.reliability.clients import predict_request, tensor_proto
 from tests.reliability.conftest import good_grpc, good_rest
 
 ROW = [[1.0, 2.0, 3.0]]
+HELD_QUEUE_SIZE = 48
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,8 @@ def held_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
     fixtures.half_plus_two(base / "half_plus_two" / "1")
     fixtures.half_plus_two(base / "held" / "1")
     settings = make_settings(base, models={"held": {"batching": {
-        "max_batch_size": 64, "batch_timeout_ms": 30_000, "batch_fill_gap_ms": 0}}})
+        "max_batch_size": 64, "batch_timeout_ms": 30_000, "batch_fill_gap_ms": 0,
+        "max_queue_size": HELD_QUEUE_SIZE}}})
     thread = ServerThread(settings).start()
     yield thread
     thread.stop()
@@ -166,3 +168,13 @@ def test_expired_requests_leave_room_for_new_ones(held_server, http, ran) -> Non
     assert response.status_code == 200, response.text
     assert ran == [64]
     gauges_settle(held_server, http)
+
+
+def test_queue_capacity_is_each_versions_max_queue_size(held_server: ServerThread,
+                                                        http: httpx.Client) -> None:
+    """The saturation alert divides the queue depth by this gauge."""
+    metrics = http.get("/metrics").text
+    default = held_server.server.settings.batching.max_queue_size
+    assert default != HELD_QUEUE_SIZE
+    assert f'primer_queue_capacity{{model="held",version="1"}} {HELD_QUEUE_SIZE}.0' in metrics
+    assert f'primer_queue_capacity{{model="half_plus_two",version="1"}} {default}.0' in metrics
