@@ -4,12 +4,15 @@
 2. ``primer-serve`` under closed-loop load at each concurrency: wrk for REST, h2load (also
    C; ``--grpc-client python`` for grpc.aio processes instead) for gRPC.
 3. A naive FastAPI endpoint calling the same signature once per request, same load.
+4. The protocol floor (``loadtest.floor_server``): the same REST and gRPC stacks answering
+   every request at once without any work, under the same load at the top concurrency.
 
 Models: the shipped ``mnist_dnn`` (JSON instances over REST; ``tensor_content`` over TF
 Serving gRPC Predict and raw contents over v2 ModelInfer) and a
 random-init ``resnet50`` exported now (JPEG bytes as b64, and JSON floats). Prints items/s,
 p50/p99, mean formed batch size, efficiency (served items/s ÷ raw best-batch items/s) and
-the ratio to the naive baseline, and writes a JSON report.
+the ratio to the naive baseline and, for mnist_dnn, the fraction of its protocol's floor;
+writes a JSON report.
 """
 
 from __future__ import annotations
@@ -184,6 +187,31 @@ def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_ur
     return runs
 
 
+FLOOR_SCENARIOS = {"mnist_json": "rest", "mnist_grpc_tfserving": "grpc",
+                   "mnist_grpc_v2": "grpc"}
+"""Served scenario → the protocol floor it is compared with."""
+
+
+def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, dict[str, Any]]:
+    """The REST and gRPC floors under the served runs' load generators and mnist payloads."""
+    digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
+    rest_port, grpc_port = free_port(), free_port()
+    command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "loadtest.floor_server",
+               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)]
+    with running(command, rest_port, health_path="/", timeout=60):
+        results = {
+            "rest": run_wrk(f"http://127.0.0.1:{rest_port}/v1/models/mnist_dnn:predict",
+                            rest_body, concurrency=concurrency, seconds=seconds),
+            "grpc": run_h2load_grpc(f"127.0.0.1:{grpc_port}", METHODS["tfserving"],
+                                    predict_request_bytes("mnist_dnn", "image", digit),
+                                    concurrency=concurrency, seconds=seconds)}
+    for protocol, result in results.items():
+        print(f"  {protocol + ' floor':14s} c={concurrency:<3d} {result.requests_per_s:9.1f} "
+              f"req/s p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+              f"errors {result.errors}", flush=True)
+    return {protocol: result.to_dict() for protocol, result in results.items()}
+
+
 def serve_command(repo: Path, port: int, grpc_port: int, config: Path) -> list[str]:
     return [str(ROOT / ".venv" / "bin" / "primer-serve"), "--model-base-path", str(repo),
             "--rest-port", str(port), "--grpc-port", str(grpc_port), "--host", "127.0.0.1",
@@ -198,7 +226,7 @@ def naive_command(version_dir: Path, port: int) -> tuple[list[str], dict[str, st
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
-    """Efficiency and naive ratios for every served run."""
+    """Efficiency, naive ratios and fractions of the protocol floor for every served run."""
     summary: dict[str, Any] = {}
     for name, runs in report["served"].items():
         model = report["scenarios"].get(name, {"model": "mnist_dnn"})["model"]
@@ -212,6 +240,10 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             if run["concurrency"] in naive and naive[run["concurrency"]]["requests_per_s"]:
                 entry["ratio_to_naive"] = round(
                     run["requests_per_s"] / naive[run["concurrency"]]["requests_per_s"], 2)
+            floor = report.get("floor", {}).get(FLOOR_SCENARIOS.get(name, ""))
+            if floor and floor["concurrency"] == run["concurrency"] and floor["requests_per_s"]:
+                entry["fraction_of_floor"] = round(
+                    run["requests_per_s"] / floor["requests_per_s"], 3)
             summary[key] = entry
     return summary
 
@@ -257,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "raw_ceiling": raw, "served": {}, "naive": {},
+            "raw_ceiling": raw, "served": {}, "naive": {}, "floor": {},
             "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios}}
         report["scenarios"].update({name: {"model": "mnist_dnn", "seconds": args.seconds}
                                     for name in GRPC_SCENARIOS})
@@ -277,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             with running(command, naive_port, env=env, health_path="/docs"):
                 url = f"http://127.0.0.1:{naive_port}/v1/models/{s.model}:predict"
                 report["naive"][s.name] = drive(url, s, concurrencies, None)
+        print("protocol floor (the same stacks answering without work) ...", flush=True)
+        report["floor"] = drive_floor(max(concurrencies), args.seconds, bodies["mnist_json"])
 
     report["summary"] = summarize(report)
     print("\nsummary (efficiency = served items/s / raw best-batch items/s):")

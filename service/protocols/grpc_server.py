@@ -29,6 +29,7 @@ from service.protocols import tfserving_grpc
 from service.protocols.auth import BearerAuthInterceptor
 from service.protocols.generated import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from service.protocols.grpc_health import ServingHealth
+from service.protocols.grpc_options import server_options
 from service.protocols.v2_grpc import SERVICE_NAME as V2_SERVICE
 from service.protocols.v2_grpc import V2InferenceServicer
 
@@ -111,17 +112,6 @@ class GrpcServer:
              V2_SERVICE),
         ]
 
-    def options(self) -> list[tuple[str, Any]]:
-        """Channel arguments of the server."""
-        limit = self._settings.grpc_max_message_bytes
-        return [
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
-
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         token = self._settings.auth_token
         return [] if token is None else [BearerAuthInterceptor(token.get_secret_value())]
@@ -137,7 +127,8 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful when the setting is 0)."""
-        server = grpc.aio.server(options=self.options(), interceptors=self._interceptors())
+        server = grpc.aio.server(options=server_options(self._settings),
+                                 interceptors=self._interceptors())
         names = []
         generic_only = GenericHandlersOnly(server)
         for add, servicer, name in self._services:
