@@ -7,12 +7,12 @@
 4. The protocol floor (``loadtest.floor_server``): the same REST and gRPC stacks answering
    every request at once without any work, under the same load at the top concurrency.
 
-Models: the shipped ``mnist_dnn`` (JSON instances over REST; ``tensor_content`` over TF
-Serving gRPC Predict and raw contents over v2 ModelInfer) and a
-random-init ``resnet50`` exported now (JPEG bytes as b64, and JSON floats). Prints items/s,
-p50/p99, mean formed batch size, efficiency (served items/s ÷ raw best-batch items/s) and
-the ratio to the naive baseline and, for mnist_dnn, the fraction of its protocol's floor;
-writes a JSON report.
+Models: the shipped ``mnist_dnn`` (JSON instances over TF Serving REST, binary tensor data
+over KServe v2 REST, ``tensor_content`` over TF Serving gRPC Predict and raw contents over
+v2 ModelInfer) and a random-init ``resnet50`` exported now (JPEG bytes as b64, and JSON
+floats). Prints items/s, p50/p99, mean formed batch size, efficiency (served items/s ÷ raw
+best-batch items/s), the ratio to the naive baseline and, for mnist_dnn, the fraction of its
+protocol's floor; writes a JSON report.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ class Scenario:
     body: Path
     seconds: float
     naive: bool
+    path: str = ""
+    """The endpoint; TF Serving's ``/v1/models/<model>:predict`` when empty."""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}{self.path or f'/v1/models/{self.model}:predict'}"
 
 
 # ----- models and payloads ----------------------------------------------------------------
@@ -83,8 +90,19 @@ def prepare_models(workdir: Path, mnist_model: Path) -> Path:
     return repo
 
 
+def v2_binary_body(name: str, array: np.ndarray) -> tuple[bytes, int]:
+    """A KServe v2 REST request with ``array`` as binary tensor data (and binary outputs),
+    and the length of its JSON header (the ``Inference-Header-Content-Length`` value)."""
+    header = json.dumps({
+        "inputs": [{"name": name, "shape": list(array.shape), "datatype": "FP32",
+                    "parameters": {"binary_data_size": array.nbytes}}],
+        "parameters": {"binary_data_output": True}}).encode()
+    return header + array.astype(np.float32).tobytes(), len(header)
+
+
 def write_payloads(workdir: Path) -> dict[str, Path]:
-    """Request bodies: an MNIST digit as JSON, a photo-like JPEG as b64 and as floats."""
+    """Request bodies: an MNIST digit as JSON and as v2 binary tensor data, a photo-like JPEG
+    as b64 and as floats."""
     from PIL import Image
 
     digits = np.load(MNIST_NPZ)["x_test"]
@@ -99,6 +117,9 @@ def write_payloads(workdir: Path) -> dict[str, Path]:
     for name, body in (("mnist_json", mnist), ("resnet_jpeg", jpeg), ("resnet_floats", floats)):
         paths[name] = workdir / f"{name}.json"
         paths[name].write_text(json.dumps(body))
+    binary, _ = v2_binary_body("image", (digits[:1] / 255.0).astype(np.float32))
+    paths["mnist_v2_binary"] = workdir / "mnist_v2_binary.bin"
+    paths["mnist_v2_binary"].write_bytes(binary)
     return paths
 
 
@@ -129,7 +150,9 @@ def drive(url: str, scenario: Scenario, concurrencies: list[int],
     for concurrency in concurrencies:
         before = metric_sum(metrics_url, "primer_batch_size", scenario.model)
         result: LoadResult = run_wrk(url, scenario.body, concurrency=concurrency,
-                                     seconds=scenario.seconds)
+                                     seconds=scenario.seconds,
+                                     content_type=scenario.content_type,
+                                     headers=dict(scenario.headers))
         after = metric_sum(metrics_url, "primer_batch_size", scenario.model)
         row = result.to_dict()
         if before is not None and after is not None and after[1] > before[1]:
@@ -187,8 +210,8 @@ def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_ur
     return runs
 
 
-FLOOR_SCENARIOS = {"mnist_json": "rest", "mnist_grpc_tfserving": "grpc",
-                   "mnist_grpc_v2": "grpc"}
+FLOOR_SCENARIOS = {"mnist_json": "rest", "mnist_v2_binary": "rest",
+                   "mnist_grpc_tfserving": "grpc", "mnist_grpc_v2": "grpc"}
 """Served scenario → the protocol floor it is compared with."""
 
 
@@ -268,8 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         print("preparing models and payloads ...", flush=True)
         repo = prepare_models(workdir, Path(args.mnist_model))
         bodies = write_payloads(workdir)
+        digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
+        header_length = v2_binary_body("image", digit)[1]
         scenarios = [
             Scenario("mnist_json", "mnist_dnn", bodies["mnist_json"], args.seconds, True),
+            Scenario("mnist_v2_binary", "mnist_dnn", bodies["mnist_v2_binary"], args.seconds,
+                     False, path="/v2/models/mnist_dnn/infer",
+                     content_type="application/octet-stream",
+                     headers=(("Inference-Header-Content-Length", str(header_length)),)),
             Scenario("resnet_jpeg", "resnet50", bodies["resnet_jpeg"], args.resnet_seconds,
                      True),
             Scenario("resnet_floats", "resnet50", bodies["resnet_floats"], args.resnet_seconds,
@@ -298,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         with running(serve_command(repo, port, grpc_port, config), port):
             metrics_url = f"http://127.0.0.1:{port}/metrics"
             for s in scenarios:
-                url = f"http://127.0.0.1:{port}/v1/models/{s.model}:predict"
-                report["served"][s.name] = drive(url, s, concurrencies, metrics_url)
+                report["served"][s.name] = drive(s.url(port), s, concurrencies, metrics_url)
             report["served"].update(drive_grpc(f"127.0.0.1:{grpc_port}", concurrencies,
                                                args.seconds, metrics_url, args.grpc_client))
         for s in (s for s in scenarios if s.naive):
@@ -307,8 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             naive_port = free_port()
             command, env = naive_command(version_dirs[s.model], naive_port)
             with running(command, naive_port, env=env, health_path="/docs"):
-                url = f"http://127.0.0.1:{naive_port}/v1/models/{s.model}:predict"
-                report["naive"][s.name] = drive(url, s, concurrencies, None)
+                report["naive"][s.name] = drive(s.url(naive_port), s, concurrencies, None)
         print("protocol floor (the same stacks answering without work) ...", flush=True)
         report["floor"] = drive_floor(max(concurrencies), args.seconds, bodies["mnist_json"])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,11 +40,15 @@ def require_wrk() -> str:
 
 
 def run_wrk(url: str, body_file: Path, *, concurrency: int, seconds: float,
-            content_type: str = "application/json", threads: int = 1) -> LoadResult:
-    """POST ``body_file`` to ``url`` from ``concurrency`` connections for ``seconds``."""
+            content_type: str = "application/json", headers: Mapping[str, str] | None = None,
+            threads: int = 1) -> LoadResult:
+    """POST ``body_file`` (with ``headers``) to ``url`` from ``concurrency`` connections for
+    ``seconds``."""
     command = [require_wrk(), f"-t{min(threads, concurrency)}", f"-c{concurrency}",
                f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(SCRIPT), url]
-    env = {"BODY_FILE": str(body_file), "CONTENT_TYPE": content_type, "PATH": "/usr/bin:/bin"}
+    env = {"BODY_FILE": str(body_file), "CONTENT_TYPE": content_type, "PATH": "/usr/bin:/bin",
+           "EXTRA_HEADERS": "\n".join(f"{name}: {value}"
+                                      for name, value in (headers or {}).items())}
     completed = subprocess.run(command, capture_output=True, text=True, env=env,
                                timeout=seconds + 60, check=True)
     line = next(line for line in completed.stdout.splitlines() if line.startswith("WRK_JSON "))
