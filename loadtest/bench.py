@@ -61,13 +61,13 @@ class Scenario:
     body: Path
     seconds: float
     naive: bool
-    path: str = ""
-    """The endpoint; TF Serving's ``/v1/models/<model>:predict`` when empty."""
+    endpoint: str = ""
+    """The path posted to; TF Serving's ``/v1/models/<model>:predict`` when empty."""
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
 
     def url(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}{self.path or f'/v1/models/{self.model}:predict'}"
+        return f"http://127.0.0.1:{port}{self.endpoint or f'/v1/models/{self.model}:predict'}"
 
 
 # ----- models and payloads ----------------------------------------------------------------
@@ -90,6 +90,11 @@ def prepare_models(workdir: Path, mnist_model: Path) -> Path:
     return repo
 
 
+def mnist_digit() -> np.ndarray:
+    """The first MNIST test digit as mnist_dnn takes it: (1, 28, 28) float32 in [0, 1]."""
+    return (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
+
+
 def v2_binary_body(name: str, array: np.ndarray) -> tuple[bytes, int]:
     """A KServe v2 REST request with ``array`` as binary tensor data (and binary outputs),
     and the length of its JSON header (the ``Inference-Header-Content-Length`` value)."""
@@ -100,9 +105,19 @@ def v2_binary_body(name: str, array: np.ndarray) -> tuple[bytes, int]:
     return header + array.astype(np.float32).tobytes(), len(header)
 
 
+def v2_binary_scenario(workdir: Path, seconds: float) -> Scenario:
+    """mnist_dnn over KServe v2 REST, the digit as binary tensor data (binary outputs too)."""
+    body, header_length = v2_binary_body("image", mnist_digit())
+    path = workdir / "mnist_v2_binary.bin"
+    path.write_bytes(body)
+    return Scenario("mnist_v2_binary", "mnist_dnn", path, seconds, False,
+                    endpoint="/v2/models/mnist_dnn/infer",
+                    content_type="application/octet-stream",
+                    headers=(("Inference-Header-Content-Length", str(header_length)),))
+
+
 def write_payloads(workdir: Path) -> dict[str, Path]:
-    """Request bodies: an MNIST digit as JSON and as v2 binary tensor data, a photo-like JPEG
-    as b64 and as floats."""
+    """Request bodies: an MNIST digit as JSON, a photo-like JPEG as b64 and as floats."""
     from PIL import Image
 
     digits = np.load(MNIST_NPZ)["x_test"]
@@ -117,9 +132,6 @@ def write_payloads(workdir: Path) -> dict[str, Path]:
     for name, body in (("mnist_json", mnist), ("resnet_jpeg", jpeg), ("resnet_floats", floats)):
         paths[name] = workdir / f"{name}.json"
         paths[name].write_text(json.dumps(body))
-    binary, _ = v2_binary_body("image", (digits[:1] / 255.0).astype(np.float32))
-    paths["mnist_v2_binary"] = workdir / "mnist_v2_binary.bin"
-    paths["mnist_v2_binary"].write_bytes(binary)
     return paths
 
 
@@ -178,7 +190,7 @@ def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_ur
     so does every call the server did not answer OK (gRPC status lives in trailers, which
     h2load does not read): its ``primer_requests_total`` must cover the measured calls.
     """
-    digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
+    digit = mnist_digit()
     bodies = {"tfserving": predict_request_bytes("mnist_dnn", "image", digit),
               "v2": infer_request_bytes("mnist_dnn", "image", digit)}
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -217,7 +229,6 @@ FLOOR_SCENARIOS = {"mnist_json": "rest", "mnist_v2_binary": "rest",
 
 def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, dict[str, Any]]:
     """The REST and gRPC floors under the served runs' load generators and mnist payloads."""
-    digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
     rest_port, grpc_port = free_port(), free_port()
     command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "loadtest.floor_server",
                "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)]
@@ -226,7 +237,7 @@ def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, 
             "rest": run_wrk(f"http://127.0.0.1:{rest_port}/v1/models/mnist_dnn:predict",
                             rest_body, concurrency=concurrency, seconds=seconds),
             "grpc": run_h2load_grpc(f"127.0.0.1:{grpc_port}", METHODS["tfserving"],
-                                    predict_request_bytes("mnist_dnn", "image", digit),
+                                    predict_request_bytes("mnist_dnn", "image", mnist_digit()),
                                     concurrency=concurrency, seconds=seconds)}
     for protocol, result in results.items():
         print(f"  {protocol + ' floor':14s} c={concurrency:<3d} {result.requests_per_s:9.1f} "
@@ -291,14 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         print("preparing models and payloads ...", flush=True)
         repo = prepare_models(workdir, Path(args.mnist_model))
         bodies = write_payloads(workdir)
-        digit = (np.load(MNIST_NPZ)["x_test"][:1] / 255.0).astype(np.float32)
-        header_length = v2_binary_body("image", digit)[1]
         scenarios = [
             Scenario("mnist_json", "mnist_dnn", bodies["mnist_json"], args.seconds, True),
-            Scenario("mnist_v2_binary", "mnist_dnn", bodies["mnist_v2_binary"], args.seconds,
-                     False, path="/v2/models/mnist_dnn/infer",
-                     content_type="application/octet-stream",
-                     headers=(("Inference-Header-Content-Length", str(header_length)),)),
+            v2_binary_scenario(workdir, args.seconds),
             Scenario("resnet_jpeg", "resnet50", bodies["resnet_jpeg"], args.resnet_seconds,
                      True),
             Scenario("resnet_floats", "resnet50", bodies["resnet_floats"], args.resnet_seconds,

@@ -38,9 +38,9 @@ from service.protocols.json_tensors import array_to_json, json_to_array
 from service.protocols.status import model_metadata_proto, model_status_proto
 from service.repository import parse_version, validate_model_name
 
-# /v1/models/{name}[/versions/{v} | /labels/{l}][/metadata | :predict | :classify]
 PROTOCOL = "rest_tfserving"
 """The ``protocol`` label of this adapter's requests."""
+# /v1/models/{name}[/versions/{v} | /labels/{l}][/metadata | :predict | :classify]
 _PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]*)|/labels/(?P<label>[^/:]*))?"
                    r"(?P<tail>/metadata|:[A-Za-z]+)?$")
 _DEFAULT_TOP_K = 5
