@@ -104,7 +104,7 @@ class RefusalCounter:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: object) -> bool:
         if isinstance(error, ServingError):
-            self._core._count_refused(self._model, self._protocol, error)
+            self._core.count_refused(self._model, self._protocol, error)
         return False  # never swallows the error
 
 
@@ -209,7 +209,8 @@ class InferenceCore:
         """
         return RefusalCounter(self, model, protocol)
 
-    def _count_refused(self, model: str, protocol: str, error: ServingError) -> None:
+    def count_refused(self, model: str, protocol: str, error: ServingError) -> None:
+        """Count one request refused before ``infer`` (see ``refusals``)."""
         name = model if model in self.repository.model_names() else ""
         self._metrics.requests.labels(name, "", protocol, error.grpc_code.name).inc()
         if isinstance(error, PayloadTooLargeError):
