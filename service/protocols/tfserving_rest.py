@@ -46,6 +46,11 @@ _PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]*)|/labels/(
 _DEFAULT_TOP_K = 5
 
 
+def _model_in(path: str) -> str:
+    """The model name a ``/v1/models/`` path starts with, before the path is validated."""
+    return re.split("[/:]", path, maxsplit=1)[0]
+
+
 class TFServingRest:
     """Routes and handlers of TF Serving's REST API over the inference core."""
 
@@ -71,16 +76,17 @@ class TFServingRest:
         return name, version, match["tail"] or ""
 
     async def dispatch(self, request: Request) -> Response:
-        name, version, tail = self._parse_path(request.path_params["path"])
+        path = request.path_params["path"]
+        if request.method == "POST" and path.endswith(":predict"):
+            return await self.predict(request, path)
+        if request.method == "POST" and path.endswith(":classify"):
+            return await self.classify(request, path)
+        name, version, tail = self._parse_path(path)
         if request.method == "GET":
             if tail == "":
                 return self.status(name, version)
             if tail == "/metadata":
                 return self.metadata(name, version)
-        elif tail == ":predict":
-            return await self.predict(request, name, version)
-        elif tail == ":classify":
-            return await self.classify(request, name, version)
         raise ModelNotFoundError(
             f"{request.method} /v1/models/{name}{tail} is not an endpoint; GET status or "
             "/metadata, POST :predict or :classify")
@@ -101,8 +107,9 @@ class TFServingRest:
                               "metadata": {"signature_def": signature_defs}})
 
     # ----- predict ----------------------------------------------------------------------
-    async def predict(self, request: Request, name: str, version: int | None) -> Response:
-        with self._core.refusals(name, PROTOCOL):
+    async def predict(self, request: Request, path: str) -> Response:
+        with self._core.refusals(_model_in(path), PROTOCOL):
+            name, version, _ = self._parse_path(path)
             body = parse_json(await read_body(request, self._settings.max_body_bytes))
             if not isinstance(body, dict):
                 raise InvalidInputError("request body must be a JSON object with 'instances' "
@@ -120,8 +127,9 @@ class TFServingRest:
         return json_response(content, headers={"server-timing": server_timing(timing)})
 
     # ----- classify (images in, top-k labels out) ---------------------------------------
-    async def classify(self, request: Request, name: str, version: int | None) -> Response:
-        with self._core.refusals(name, PROTOCOL):
+    async def classify(self, request: Request, path: str) -> Response:
+        with self._core.refusals(_model_in(path), PROTOCOL):
+            name, version, _ = self._parse_path(path)
             k = request.query_params.get("k", str(_DEFAULT_TOP_K))
             if not k.isdigit() or int(k) < 1:
                 raise InvalidInputError(

@@ -63,6 +63,17 @@ _PATH = re.compile(r"^(?P<name>[^/]+)(?:/versions/(?P<version>[^/]*))?"
 Encoded = tuple[bytes, list[bytes]]
 
 
+def _parse_path(path: str) -> tuple[str, int | None, str]:
+    """(model name, version or None, endpoint tail) of a ``/v2/models/`` path."""
+    match = _PATH.match(path)
+    if not match:
+        raise ModelNotFoundError(
+            f"no such endpoint /v2/models/{path[:120]!r}; expected /v2/models/<name>"
+            "[/versions/<n>][/ready|/config|/stats|/infer]")
+    version = None if match["version"] is None else parse_version(match["version"])
+    return validate_model_name(match["name"]), version, match["tail"] or ""
+
+
 def _object(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -189,16 +200,9 @@ class V2Rest:
 
     async def dispatch(self, request: Request) -> Response:
         path = request.path_params["path"]
-        match = _PATH.match(path)
-        if not match:
-            raise ModelNotFoundError(
-                f"no such endpoint /v2/models/{path[:120]!r}; expected /v2/models/<name>"
-                "[/versions/<n>][/ready|/config|/stats|/infer]")
-        name = validate_model_name(match["name"])
-        version = None if match["version"] is None else parse_version(match["version"])
-        tail = match["tail"] or ""
-        if request.method == "POST" and tail == "/infer":
-            return await self.infer(request, name, version)
+        if request.method == "POST" and path.endswith("/infer"):
+            return await self.infer(request, path)
+        name, version, tail = _parse_path(path)
         if request.method == "GET" and tail == "":
             return json_response(model_metadata(self._repository, name, version))
         if request.method == "GET" and tail == "/ready":
@@ -213,8 +217,9 @@ class V2Rest:
             f"{request.method} /v2/models/{name}{tail} is not an endpoint; GET metadata, "
             "/ready, /config or /stats, POST /infer")
 
-    async def infer(self, request: Request, name: str, version: int | None) -> Response:
-        with self._core.refusals(name, PROTOCOL):
+    async def infer(self, request: Request, path: str) -> Response:
+        with self._core.refusals(path.split("/", 1)[0], PROTOCOL):
+            name, version, _ = _parse_path(path)
             body = await read_body(request, self._settings.max_body_bytes)
             doc, binary = split_body(body, request.headers.get(HEADER_LENGTH))
             doc = _object(doc, "the inference request")
