@@ -11,6 +11,8 @@ Stated behaviours for unusual images:
     * 16-bit grayscale keeps its 8 most significant bits; CMYK converts to RGB.
     * Any aspect ratio is resized to the contract's size, as long as both sides are
       at least one pixel and the pixel count is under the limit.
+    * Metadata Pillow cannot read (e.g. a truncated EXIF block) is skipped: the image is
+      served as stored, and Pillow's warnings about it stay off the process's stderr.
 """
 
 from __future__ import annotations
@@ -42,25 +44,36 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode encoded image bytes with Pillow, refusing oversize images from the header.
 
+    Pillow's warnings stay off the process's stderr: its UserWarnings ("Corrupt EXIF data",
+    "Truncated File Read") describe a client's bytes, not a server fault, and a client could
+    vary them to fill the log; its decompression-bomb warning gives way to ``max_pixels``.
+    (``catch_warnings`` swaps the process-wide filter list, so decodes in other threads can
+    at worst leave these same two filters installed.)
+
     Raises:
         InvalidInputError: empty bytes, a format outside the allow-list, corrupt data.
         PayloadTooLargeError: more than ``max_pixels`` pixels (checked before decoding).
     """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _decode(data, max_pixels)
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidInputError(
             f"image is empty (0 bytes); expected encoded image bytes in one of "
             f"{', '.join(ALLOWED_FORMATS)}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PayloadTooLargeError(
-                    f"image is {width}x{height} = {width * height} pixels; "
-                    f"the limit is {max_pixels} pixels")
-            image.seek(0)
-            image.load()
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise PayloadTooLargeError(
+                f"image is {width}x{height} = {width * height} pixels; "
+                f"the limit is {max_pixels} pixels")
+        image.seek(0)
+        image.load()
     except Image.DecompressionBombError as exc:
         raise PayloadTooLargeError(
             f"image exceeds the pixel limit of {max_pixels} pixels: {exc}") from exc

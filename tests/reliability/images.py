@@ -85,6 +85,16 @@ def exif_rotated(stored_quadrant: int, orientation: int) -> bytes:
     return encode(image, "JPEG", quality=95, exif=exif.tobytes())
 
 
+def truncated_exif(stored_quadrant: int) -> bytes:
+    """A JPEG whose EXIF orientation entry points past the end of its EXIF block."""
+    tiff = (b"II*\x00\x08\x00\x00\x00"  # little-endian TIFF header, IFD at offset 8
+            b"\x01\x00"  # one entry: Orientation, SHORT, count 4 (8 bytes) at offset 64
+            b"\x12\x01\x03\x00\x04\x00\x00\x00\x40\x00\x00\x00"
+            b"\x00\x00\x00\x00")
+    image = Image.fromarray(quadrant_image(stored_quadrant, 64))
+    return encode(image, "JPEG", quality=95, exif=b"Exif\x00\x00" + tiff)
+
+
 def animated_gif(first: int, second: int) -> bytes:
     frames = [Image.fromarray(quadrant_image(q)).convert("P") for q in (first, second)]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100,

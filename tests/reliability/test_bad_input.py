@@ -78,6 +78,7 @@ STATED_IMAGES = [
     pytest.param(images.exif_rotated(0, orientation=6), 1, id="exif-rotated-90-cw"),
     pytest.param(images.exif_rotated(0, orientation=3), 3, id="exif-rotated-180"),
     pytest.param(images.animated_gif(2, 3), 2, id="animated-gif-first-frame"),
+    pytest.param(images.truncated_exif(1), 1, id="truncated-exif-served-as-stored"),
 ]
 
 

@@ -11,6 +11,7 @@ import io
 import ipaddress
 import os
 import ssl
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,15 @@ def test_formats_outside_the_allow_list_are_refused(fmt: str) -> None:
     Image.open(io.BytesIO(data)).load()  # Pillow itself could decode it
     with pytest.raises(InvalidInputError, match="expected one of JPEG, PNG, GIF, BMP, WEBP"):
         preprocessing.decode_image(data)
+
+
+def test_a_clients_unreadable_exif_is_skipped_without_a_warning() -> None:
+    """Pillow's "Truncated File Read" about a client's EXIF block never reaches stderr."""
+    with warnings.catch_warnings(record=True) as emitted:
+        warnings.simplefilter("always")
+        image = preprocessing.decode_image(images.truncated_exif(1))
+    assert image.size == (64, 64)
+    assert [str(w.message) for w in emitted] == []
 
 
 def test_symlinks_leading_out_of_the_base_path_are_never_loaded(tmp_path: Path) -> None:
