@@ -6,6 +6,11 @@
 3. A naive FastAPI endpoint calling the same signature once per request, same load.
 4. The protocol floor (``loadtest.floor_server``): the same REST and gRPC stacks answering
    every request at once without any work, under the same load at the top concurrency.
+5. The mnist_dnn protocols head to head at the top concurrency: interleaved rounds that run
+   each protocol for a few seconds in turn. This machine's speed drifts by ±15% over minutes,
+   so stage 2's figures, taken minutes apart, can rank two close protocols either way; the
+   interleaved rounds expose them to the same drift and give each a per-round ratio to REST
+   JSON.
 
 Models: the shipped ``mnist_dnn`` (JSON instances over TF Serving REST, binary tensor data
 over KServe v2 REST, ``tensor_content`` over TF Serving gRPC Predict and raw contents over
@@ -24,8 +29,10 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,42 +188,55 @@ GRPC_SCENARIOS = {"mnist_grpc_tfserving": ("tfserving", "grpc_tfserving"),
 """Scenario name → (request kind, the server's ``protocol`` label)."""
 
 
-def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_url: str,
-               client: str = "h2load") -> dict[str, list[dict[str, Any]]]:
-    """mnist_dnn over TF Serving gRPC Predict (tensor_content) and v2 ModelInfer.
+def grpc_load(target: str, kind: str, body: bytes, concurrency: int, seconds: float,
+              metrics_url: str, client: str = "h2load") -> dict[str, Any]:
+    """One closed-loop gRPC run of mnist_dnn (``kind`` is ``tfserving`` or ``v2``).
 
     ``client`` is ``h2load`` (C, the default: as cheap as wrk is for REST) or ``python``
     (grpc.aio worker processes). A call counts as an error when the client saw one, and
     so does every call the server did not answer OK (gRPC status lives in trailers, which
     h2load does not read): its ``primer_requests_total`` must cover the measured calls.
     """
+    protocol = GRPC_SCENARIOS[f"mnist_grpc_{kind}"][1]
+    codes_before = request_codes(metrics_url, "mnist_dnn", protocol)
+    if client == "h2load":
+        result = run_h2load_grpc(target, METHODS[kind], body, concurrency=concurrency,
+                                 seconds=seconds)
+    else:
+        result = run_grpc_load(target, kind, body, concurrency=concurrency, seconds=seconds)
+    row = result.to_dict()
+    row["errors"] += failed_calls(codes_before, request_codes(metrics_url, "mnist_dnn",
+                                                              protocol),
+                                  result.requests, concurrency)
+    row["client"] = client
+    return row
+
+
+def grpc_bodies() -> dict[str, bytes]:
+    """The mnist digit as a TF Serving Predict (``tensor_content``) and a v2 ModelInfer."""
     digit = mnist_digit()
-    bodies = {"tfserving": predict_request_bytes("mnist_dnn", "image", digit),
-              "v2": infer_request_bytes("mnist_dnn", "image", digit)}
+    return {"tfserving": predict_request_bytes("mnist_dnn", "image", digit),
+            "v2": infer_request_bytes("mnist_dnn", "image", digit)}
+
+
+def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_url: str,
+               client: str = "h2load") -> dict[str, list[dict[str, Any]]]:
+    """mnist_dnn over TF Serving gRPC Predict (tensor_content) and v2 ModelInfer."""
+    bodies = grpc_bodies()
     runs: dict[str, list[dict[str, Any]]] = {}
-    for name, (kind, protocol) in GRPC_SCENARIOS.items():
+    for name, (kind, _) in GRPC_SCENARIOS.items():
         runs[name] = []
         for concurrency in concurrencies:
             before = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
-            codes_before = request_codes(metrics_url, "mnist_dnn", protocol)
-            if client == "h2load":
-                result = run_h2load_grpc(target, METHODS[kind], bodies[kind],
-                                         concurrency=concurrency, seconds=seconds)
-            else:
-                result = run_grpc_load(target, kind, bodies[kind], concurrency=concurrency,
-                                       seconds=seconds)
+            row = grpc_load(target, kind, bodies[kind], concurrency, seconds, metrics_url,
+                            client)
             after = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
-            codes_after = request_codes(metrics_url, "mnist_dnn", protocol)
-            row = result.to_dict()
-            row["errors"] += failed_calls(codes_before, codes_after, result.requests,
-                                          concurrency)
-            row["client"] = client
             if before and after and after[1] > before[1]:
                 row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]),
                                                2)
             runs[name].append(row)
-            print(f"  {name:14s} c={concurrency:<3d} {result.requests_per_s:9.1f} req/s "
-                  f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+            print(f"  {name:14s} c={concurrency:<3d} {row['requests_per_s']:9.1f} req/s "
+                  f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
                   f"errors {row['errors']}  batch {row.get('mean_batch_size', '-')}",
                   flush=True)
     return runs
@@ -244,6 +264,64 @@ def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, 
               f"req/s p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
               f"errors {result.errors}", flush=True)
     return {protocol: result.to_dict() for protocol, result in results.items()}
+
+
+# ----- 5. head to head --------------------------------------------------------------------
+HEAD_TO_HEAD_BASELINE = "mnist_json"
+
+
+def head_to_head(loads: dict[str, Callable[[], dict[str, Any]]],
+                 rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Run every load once per round, starting each round one load further along (so no
+    load always follows the same one); returns each load's rows in round order."""
+    names = list(loads)
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        start = round_index % len(names)
+        for name in names[start:] + names[:start]:
+            rows[name].append(loads[name]())
+    return rows
+
+
+def compare_rounds(rows: dict[str, list[dict[str, Any]]],
+                   baseline: str = HEAD_TO_HEAD_BASELINE) -> dict[str, dict[str, Any]]:
+    """Per load: req/s of each round, their median, and its ratio to ``baseline`` in each
+    round (both measured within seconds of each other) with the median of those ratios."""
+    base = [row["requests_per_s"] for row in rows[baseline]]
+    comparison = {}
+    for name, runs in rows.items():
+        rates = [row["requests_per_s"] for row in runs]
+        ratios = [round(rate / b, 3) if b else 0.0 for rate, b in zip(rates, base, strict=True)]
+        comparison[name] = {"requests_per_s": rates,
+                            "median_requests_per_s": round(statistics.median(rates), 1),
+                            f"ratio_to_{baseline}": ratios,
+                            "median_ratio": round(statistics.median(ratios), 3),
+                            "errors": sum(row["errors"] for row in runs)}
+    return comparison
+
+
+def drive_head_to_head(port: int, grpc_port: int, rest: list[Scenario], concurrency: int,
+                       rounds: int, seconds: float, metrics_url: str,
+                       client: str) -> dict[str, Any]:
+    """The mnist_dnn REST scenarios and both gRPC APIs in interleaved rounds."""
+    loads: dict[str, Callable[[], dict[str, Any]]] = {
+        s.name: lambda s=s: run_wrk(s.url(port), s.body, concurrency=concurrency,
+                                    seconds=seconds, content_type=s.content_type,
+                                    headers=dict(s.headers)).to_dict()
+        for s in rest}
+    bodies = grpc_bodies()
+    for name, (kind, _) in GRPC_SCENARIOS.items():
+        loads[name] = lambda kind=kind: grpc_load(f"127.0.0.1:{grpc_port}", kind,
+                                                  bodies[kind], concurrency, seconds,
+                                                  metrics_url, client)
+    comparison = compare_rounds(head_to_head(loads, rounds))
+    for name, entry in comparison.items():
+        print(f"  {name:20s} median {entry['median_requests_per_s']:9.1f} req/s  ratio to "
+              f"{HEAD_TO_HEAD_BASELINE} {entry['median_ratio']:.3f} "
+              f"(rounds {entry[f'ratio_to_{HEAD_TO_HEAD_BASELINE}']})  "
+              f"errors {entry['errors']}", flush=True)
+    return {"concurrency": concurrency, "rounds": rounds, "seconds": seconds,
+            "protocols": comparison}
 
 
 def serve_command(repo: Path, port: int, grpc_port: int, config: Path) -> list[str]:
@@ -292,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the mnist_dnn model folder (holding versions)")
     parser.add_argument("--grpc-client", choices=("h2load", "python"), default="h2load",
                         help="gRPC load generator: h2load (C) or grpc.aio processes")
+    parser.add_argument("--head-to-head-rounds", type=int, default=4,
+                        help="interleaved rounds of the mnist protocols (0 to skip)")
+    parser.add_argument("--head-to-head-seconds", type=float, default=4.0,
+                        help="per protocol per round")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -324,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "raw_ceiling": raw, "served": {}, "naive": {}, "floor": {},
+            "raw_ceiling": raw, "served": {}, "naive": {}, "floor": {}, "head_to_head": {},
             "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios}}
         report["scenarios"].update({name: {"model": "mnist_dnn", "seconds": args.seconds}
                                     for name in GRPC_SCENARIOS})
@@ -336,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
                 report["served"][s.name] = drive(s.url(port), s, concurrencies, metrics_url)
             report["served"].update(drive_grpc(f"127.0.0.1:{grpc_port}", concurrencies,
                                                args.seconds, metrics_url, args.grpc_client))
+            if args.head_to_head_rounds > 0:
+                print(f"mnist protocols head to head (c={max(concurrencies)}, "
+                      f"{args.head_to_head_rounds} interleaved rounds) ...", flush=True)
+                report["head_to_head"] = drive_head_to_head(
+                    port, grpc_port, [s for s in scenarios if s.model == "mnist_dnn"],
+                    max(concurrencies), args.head_to_head_rounds, args.head_to_head_seconds,
+                    metrics_url, args.grpc_client)
         for s in (s for s in scenarios if s.naive):
             print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
             naive_port = free_port()
@@ -349,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary (efficiency = served items/s / raw best-batch items/s):")
     for key, entry in report["summary"].items():
         print(f"  {key:22s} {json.dumps(entry)}")
+    for name, entry in report["head_to_head"].get("protocols", {}).items():
+        print(f"  head to head {name:22s} median {entry['median_requests_per_s']} req/s, "
+              f"median ratio to {HEAD_TO_HEAD_BASELINE} {entry['median_ratio']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nreport written to {args.out}")
