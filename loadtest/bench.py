@@ -76,6 +76,11 @@ class Scenario:
     def url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}{self.endpoint or f'/v1/models/{self.model}:predict'}"
 
+    def run(self, url: str, concurrency: int, seconds: float) -> LoadResult:
+        """Closed-loop wrk posts of this scenario's body (and headers) to ``url``."""
+        return run_wrk(url, self.body, concurrency=concurrency, seconds=seconds,
+                       content_type=self.content_type, headers=dict(self.headers))
+
 
 # ----- models and payloads ----------------------------------------------------------------
 def prepare_models(workdir: Path, mnist_model: Path) -> Path:
@@ -168,10 +173,7 @@ def drive(url: str, scenario: Scenario, concurrencies: list[int],
     runs = []
     for concurrency in concurrencies:
         before = metric_sum(metrics_url, "primer_batch_size", scenario.model)
-        result: LoadResult = run_wrk(url, scenario.body, concurrency=concurrency,
-                                     seconds=scenario.seconds,
-                                     content_type=scenario.content_type,
-                                     headers=dict(scenario.headers))
+        result = scenario.run(url, concurrency, scenario.seconds)
         after = metric_sum(metrics_url, "primer_batch_size", scenario.model)
         row = result.to_dict()
         if before is not None and after is not None and after[1] > before[1]:
@@ -188,16 +190,16 @@ GRPC_SCENARIOS = {"mnist_grpc_tfserving": ("tfserving", "grpc_tfserving"),
 """Scenario name → (request kind, the server's ``protocol`` label)."""
 
 
-def grpc_load(target: str, kind: str, body: bytes, concurrency: int, seconds: float,
+def grpc_load(target: str, name: str, body: bytes, concurrency: int, seconds: float,
               metrics_url: str, client: str = "h2load") -> dict[str, Any]:
-    """One closed-loop gRPC run of mnist_dnn (``kind`` is ``tfserving`` or ``v2``).
+    """One closed-loop gRPC run of mnist_dnn (``name`` is one of ``GRPC_SCENARIOS``).
 
     ``client`` is ``h2load`` (C, the default: as cheap as wrk is for REST) or ``python``
     (grpc.aio worker processes). A call counts as an error when the client saw one, and
     so does every call the server did not answer OK (gRPC status lives in trailers, which
     h2load does not read): its ``primer_requests_total`` must cover the measured calls.
     """
-    protocol = GRPC_SCENARIOS[f"mnist_grpc_{kind}"][1]
+    kind, protocol = GRPC_SCENARIOS[name]
     codes_before = request_codes(metrics_url, "mnist_dnn", protocol)
     if client == "h2load":
         result = run_h2load_grpc(target, METHODS[kind], body, concurrency=concurrency,
@@ -228,7 +230,7 @@ def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_ur
         runs[name] = []
         for concurrency in concurrencies:
             before = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
-            row = grpc_load(target, kind, bodies[kind], concurrency, seconds, metrics_url,
+            row = grpc_load(target, name, bodies[kind], concurrency, seconds, metrics_url,
                             client)
             after = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
             if before and after and after[1] > before[1]:
@@ -305,15 +307,12 @@ def drive_head_to_head(port: int, grpc_port: int, rest: list[Scenario], concurre
                        client: str) -> dict[str, Any]:
     """The mnist_dnn REST scenarios and both gRPC APIs in interleaved rounds."""
     loads: dict[str, Callable[[], dict[str, Any]]] = {
-        s.name: lambda s=s: run_wrk(s.url(port), s.body, concurrency=concurrency,
-                                    seconds=seconds, content_type=s.content_type,
-                                    headers=dict(s.headers)).to_dict()
-        for s in rest}
+        s.name: lambda s=s: s.run(s.url(port), concurrency, seconds).to_dict() for s in rest}
     bodies = grpc_bodies()
     for name, (kind, _) in GRPC_SCENARIOS.items():
-        loads[name] = lambda kind=kind: grpc_load(f"127.0.0.1:{grpc_port}", kind,
-                                                  bodies[kind], concurrency, seconds,
-                                                  metrics_url, client)
+        loads[name] = lambda name=name, kind=kind: grpc_load(
+            f"127.0.0.1:{grpc_port}", name, bodies[kind], concurrency, seconds, metrics_url,
+            client)
     comparison = compare_rounds(head_to_head(loads, rounds))
     for name, entry in comparison.items():
         print(f"  {name:20s} median {entry['median_requests_per_s']:9.1f} req/s  ratio to "
