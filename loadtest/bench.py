@@ -78,8 +78,14 @@ class Scenario:
 
     def run(self, url: str, concurrency: int, seconds: float) -> LoadResult:
         """Closed-loop wrk posts of this scenario's body (and headers) to ``url``."""
-        return run_wrk(url, self.body, concurrency=concurrency, seconds=seconds,
-                       content_type=self.content_type, headers=dict(self.headers))
+        return run_wrk(
+            url,
+            self.body,
+            concurrency=concurrency,
+            seconds=seconds,
+            content_type=self.content_type,
+            headers=dict(self.headers),
+        )
 
 
 # ----- models and payloads ----------------------------------------------------------------
@@ -94,11 +100,14 @@ def prepare_models(workdir: Path, mnist_model: Path) -> Path:
     repo = workdir / "models"
     shutil.copytree(mnist_model, repo / "mnist_dnn")
     keras.utils.set_random_seed(0)
-    export_model(resnet50((224, 224, 3), 1000), model_dir=repo, name="resnet50",
-                 image=ImageContract(color_mode="rgb", height=224, width=224,
-                                     resample="bilinear"),
-                 labels=[f"class_{i}" for i in range(1000)],
-                 provenance={"architecture": "resnet50", "dataset": "random-init"})
+    export_model(
+        resnet50((224, 224, 3), 1000),
+        model_dir=repo,
+        name="resnet50",
+        image=ImageContract(color_mode="rgb", height=224, width=224, resample="bilinear"),
+        labels=[f"class_{i}" for i in range(1000)],
+        provenance={"architecture": "resnet50", "dataset": "random-init"},
+    )
     return repo
 
 
@@ -110,10 +119,19 @@ def mnist_digit() -> np.ndarray:
 def v2_binary_body(name: str, array: np.ndarray) -> tuple[bytes, int]:
     """A KServe v2 REST request with ``array`` as binary tensor data (and binary outputs),
     and the length of its JSON header (the ``Inference-Header-Content-Length`` value)."""
-    header = json.dumps({
-        "inputs": [{"name": name, "shape": list(array.shape), "datatype": "FP32",
-                    "parameters": {"binary_data_size": array.nbytes}}],
-        "parameters": {"binary_data_output": True}}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": list(array.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": array.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
     return header + array.astype(np.float32).tobytes(), len(header)
 
 
@@ -122,10 +140,16 @@ def v2_binary_scenario(workdir: Path, seconds: float) -> Scenario:
     body, header_length = v2_binary_body("image", mnist_digit())
     path = workdir / "mnist_v2_binary.bin"
     path.write_bytes(body)
-    return Scenario("mnist_v2_binary", "mnist_dnn", path, seconds, False,
-                    endpoint="/v2/models/mnist_dnn/infer",
-                    content_type="application/octet-stream",
-                    headers=(("Inference-Header-Content-Length", str(header_length)),))
+    return Scenario(
+        "mnist_v2_binary",
+        "mnist_dnn",
+        path,
+        seconds,
+        False,
+        endpoint="/v2/models/mnist_dnn/infer",
+        content_type="application/octet-stream",
+        headers=(("Inference-Header-Content-Length", str(header_length)),),
+    )
 
 
 def write_payloads(workdir: Path) -> dict[str, Path]:
@@ -168,8 +192,9 @@ def raw_ceiling(version_dir: Path, batch_sizes: list[int], seconds: float) -> di
 
 
 # ----- 2. and 3. served -------------------------------------------------------------------
-def drive(url: str, scenario: Scenario, concurrencies: list[int],
-          metrics_url: str | None) -> list[dict[str, Any]]:
+def drive(
+    url: str, scenario: Scenario, concurrencies: list[int], metrics_url: str | None
+) -> list[dict[str, Any]]:
     runs = []
     for concurrency in concurrencies:
         before = metric_sum(metrics_url, "primer_batch_size", scenario.model)
@@ -179,19 +204,31 @@ def drive(url: str, scenario: Scenario, concurrencies: list[int],
         if before is not None and after is not None and after[1] > before[1]:
             row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]), 2)
         runs.append(row)
-        print(f"  {scenario.name:14s} c={concurrency:<3d} {result.requests_per_s:9.1f} req/s "
-              f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-              f"errors {result.errors}  batch {row.get('mean_batch_size', '-')}", flush=True)
+        print(
+            f"  {scenario.name:14s} c={concurrency:<3d} {result.requests_per_s:9.1f} req/s "
+            f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+            f"errors {result.errors}  batch {row.get('mean_batch_size', '-')}",
+            flush=True,
+        )
     return runs
 
 
-GRPC_SCENARIOS = {"mnist_grpc_tfserving": ("tfserving", "grpc_tfserving"),
-                  "mnist_grpc_v2": ("v2", "grpc_v2")}
+GRPC_SCENARIOS = {
+    "mnist_grpc_tfserving": ("tfserving", "grpc_tfserving"),
+    "mnist_grpc_v2": ("v2", "grpc_v2"),
+}
 """Scenario name → (request kind, the server's ``protocol`` label)."""
 
 
-def grpc_load(target: str, name: str, body: bytes, concurrency: int, seconds: float,
-              metrics_url: str, client: str = "h2load") -> dict[str, Any]:
+def grpc_load(
+    target: str,
+    name: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    metrics_url: str,
+    client: str = "h2load",
+) -> dict[str, Any]:
     """One closed-loop gRPC run of mnist_dnn (``name`` is one of ``GRPC_SCENARIOS``).
 
     ``client`` is ``h2load`` (C, the default: as cheap as wrk is for REST) or ``python``
@@ -202,14 +239,18 @@ def grpc_load(target: str, name: str, body: bytes, concurrency: int, seconds: fl
     kind, protocol = GRPC_SCENARIOS[name]
     codes_before = request_codes(metrics_url, "mnist_dnn", protocol)
     if client == "h2load":
-        result = run_h2load_grpc(target, METHODS[kind], body, concurrency=concurrency,
-                                 seconds=seconds)
+        result = run_h2load_grpc(
+            target, METHODS[kind], body, concurrency=concurrency, seconds=seconds
+        )
     else:
         result = run_grpc_load(target, kind, body, concurrency=concurrency, seconds=seconds)
     row = result.to_dict()
-    row["errors"] += failed_calls(codes_before, request_codes(metrics_url, "mnist_dnn",
-                                                              protocol),
-                                  result.requests, concurrency)
+    row["errors"] += failed_calls(
+        codes_before,
+        request_codes(metrics_url, "mnist_dnn", protocol),
+        result.requests,
+        concurrency,
+    )
     row["client"] = client
     return row
 
@@ -217,12 +258,15 @@ def grpc_load(target: str, name: str, body: bytes, concurrency: int, seconds: fl
 def grpc_bodies() -> dict[str, bytes]:
     """The mnist digit as a TF Serving Predict (``tensor_content``) and a v2 ModelInfer."""
     digit = mnist_digit()
-    return {"tfserving": predict_request_bytes("mnist_dnn", "image", digit),
-            "v2": infer_request_bytes("mnist_dnn", "image", digit)}
+    return {
+        "tfserving": predict_request_bytes("mnist_dnn", "image", digit),
+        "v2": infer_request_bytes("mnist_dnn", "image", digit),
+    }
 
 
-def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_url: str,
-               client: str = "h2load") -> dict[str, list[dict[str, Any]]]:
+def drive_grpc(
+    target: str, concurrencies: list[int], seconds: float, metrics_url: str, client: str = "h2load"
+) -> dict[str, list[dict[str, Any]]]:
     """mnist_dnn over TF Serving gRPC Predict (tensor_content) and v2 ModelInfer."""
     bodies = grpc_bodies()
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -230,41 +274,64 @@ def drive_grpc(target: str, concurrencies: list[int], seconds: float, metrics_ur
         runs[name] = []
         for concurrency in concurrencies:
             before = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
-            row = grpc_load(target, name, bodies[kind], concurrency, seconds, metrics_url,
-                            client)
+            row = grpc_load(target, name, bodies[kind], concurrency, seconds, metrics_url, client)
             after = metric_sum(metrics_url, "primer_batch_size", "mnist_dnn")
             if before and after and after[1] > before[1]:
-                row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]),
-                                               2)
+                row["mean_batch_size"] = round((after[0] - before[0]) / (after[1] - before[1]), 2)
             runs[name].append(row)
-            print(f"  {name:14s} c={concurrency:<3d} {row['requests_per_s']:9.1f} req/s "
-                  f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
-                  f"errors {row['errors']}  batch {row.get('mean_batch_size', '-')}",
-                  flush=True)
+            print(
+                f"  {name:14s} c={concurrency:<3d} {row['requests_per_s']:9.1f} req/s "
+                f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+                f"errors {row['errors']}  batch {row.get('mean_batch_size', '-')}",
+                flush=True,
+            )
     return runs
 
 
-FLOOR_SCENARIOS = {"mnist_json": "rest", "mnist_v2_binary": "rest",
-                   "mnist_grpc_tfserving": "grpc", "mnist_grpc_v2": "grpc"}
+FLOOR_SCENARIOS = {
+    "mnist_json": "rest",
+    "mnist_v2_binary": "rest",
+    "mnist_grpc_tfserving": "grpc",
+    "mnist_grpc_v2": "grpc",
+}
 """Served scenario → the protocol floor it is compared with."""
 
 
 def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, dict[str, Any]]:
     """The REST and gRPC floors under the served runs' load generators and mnist payloads."""
     rest_port, grpc_port = free_port(), free_port()
-    command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "loadtest.floor_server",
-               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)]
+    command = [
+        str(ROOT / ".venv" / "bin" / "python"),
+        "-m",
+        "loadtest.floor_server",
+        "--rest-port",
+        str(rest_port),
+        "--grpc-port",
+        str(grpc_port),
+    ]
     with running(command, rest_port, health_path="/", timeout=60):
         results = {
-            "rest": run_wrk(f"http://127.0.0.1:{rest_port}/v1/models/mnist_dnn:predict",
-                            rest_body, concurrency=concurrency, seconds=seconds),
-            "grpc": run_h2load_grpc(f"127.0.0.1:{grpc_port}", METHODS["tfserving"],
-                                    predict_request_bytes("mnist_dnn", "image", mnist_digit()),
-                                    concurrency=concurrency, seconds=seconds)}
+            "rest": run_wrk(
+                f"http://127.0.0.1:{rest_port}/v1/models/mnist_dnn:predict",
+                rest_body,
+                concurrency=concurrency,
+                seconds=seconds,
+            ),
+            "grpc": run_h2load_grpc(
+                f"127.0.0.1:{grpc_port}",
+                METHODS["tfserving"],
+                predict_request_bytes("mnist_dnn", "image", mnist_digit()),
+                concurrency=concurrency,
+                seconds=seconds,
+            ),
+        }
     for protocol, result in results.items():
-        print(f"  {protocol + ' floor':14s} c={concurrency:<3d} {result.requests_per_s:9.1f} "
-              f"req/s p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-              f"errors {result.errors}", flush=True)
+        print(
+            f"  {protocol + ' floor':14s} c={concurrency:<3d} {result.requests_per_s:9.1f} "
+            f"req/s p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+            f"errors {result.errors}",
+            flush=True,
+        )
     return {protocol: result.to_dict() for protocol, result in results.items()}
 
 
@@ -272,8 +339,9 @@ def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, 
 HEAD_TO_HEAD_BASELINE = "mnist_json"
 
 
-def head_to_head(loads: dict[str, Callable[[], dict[str, Any]]],
-                 rounds: int) -> dict[str, list[dict[str, Any]]]:
+def head_to_head(
+    loads: dict[str, Callable[[], dict[str, Any]]], rounds: int
+) -> dict[str, list[dict[str, Any]]]:
     """Run every load once per round, starting each round one load further along (so no
     load always follows the same one); returns each load's rows in round order."""
     names = list(loads)
@@ -285,8 +353,9 @@ def head_to_head(loads: dict[str, Callable[[], dict[str, Any]]],
     return rows
 
 
-def compare_rounds(rows: dict[str, list[dict[str, Any]]],
-                   baseline: str = HEAD_TO_HEAD_BASELINE) -> dict[str, dict[str, Any]]:
+def compare_rounds(
+    rows: dict[str, list[dict[str, Any]]], baseline: str = HEAD_TO_HEAD_BASELINE
+) -> dict[str, dict[str, Any]]:
     """Per load: req/s of each round, their median, and its ratio to ``baseline`` in each
     round (both measured within seconds of each other) with the median of those ratios."""
     base = [row["requests_per_s"] for row in rows[baseline]]
@@ -294,45 +363,84 @@ def compare_rounds(rows: dict[str, list[dict[str, Any]]],
     for name, runs in rows.items():
         rates = [row["requests_per_s"] for row in runs]
         ratios = [round(rate / b, 3) if b else 0.0 for rate, b in zip(rates, base, strict=True)]
-        comparison[name] = {"requests_per_s": rates,
-                            "median_requests_per_s": round(statistics.median(rates), 1),
-                            f"ratio_to_{baseline}": ratios,
-                            "median_ratio": round(statistics.median(ratios), 3),
-                            "errors": sum(row["errors"] for row in runs)}
+        comparison[name] = {
+            "requests_per_s": rates,
+            "median_requests_per_s": round(statistics.median(rates), 1),
+            f"ratio_to_{baseline}": ratios,
+            "median_ratio": round(statistics.median(ratios), 3),
+            "errors": sum(row["errors"] for row in runs),
+        }
     return comparison
 
 
-def drive_head_to_head(port: int, grpc_port: int, rest: list[Scenario], concurrency: int,
-                       rounds: int, seconds: float, metrics_url: str,
-                       client: str) -> dict[str, Any]:
+def drive_head_to_head(
+    port: int,
+    grpc_port: int,
+    rest: list[Scenario],
+    concurrency: int,
+    rounds: int,
+    seconds: float,
+    metrics_url: str,
+    client: str,
+) -> dict[str, Any]:
     """The mnist_dnn REST scenarios and both gRPC APIs in interleaved rounds."""
     loads: dict[str, Callable[[], dict[str, Any]]] = {
-        s.name: lambda s=s: s.run(s.url(port), concurrency, seconds).to_dict() for s in rest}
+        s.name: lambda s=s: s.run(s.url(port), concurrency, seconds).to_dict() for s in rest
+    }
     bodies = grpc_bodies()
     for name, (kind, _) in GRPC_SCENARIOS.items():
         loads[name] = lambda name=name, kind=kind: grpc_load(
-            f"127.0.0.1:{grpc_port}", name, bodies[kind], concurrency, seconds, metrics_url,
-            client)
+            f"127.0.0.1:{grpc_port}", name, bodies[kind], concurrency, seconds, metrics_url, client
+        )
     comparison = compare_rounds(head_to_head(loads, rounds))
     for name, entry in comparison.items():
-        print(f"  {name:20s} median {entry['median_requests_per_s']:9.1f} req/s  ratio to "
-              f"{HEAD_TO_HEAD_BASELINE} {entry['median_ratio']:.3f} "
-              f"(rounds {entry[f'ratio_to_{HEAD_TO_HEAD_BASELINE}']})  "
-              f"errors {entry['errors']}", flush=True)
-    return {"concurrency": concurrency, "rounds": rounds, "seconds": seconds,
-            "protocols": comparison}
+        print(
+            f"  {name:20s} median {entry['median_requests_per_s']:9.1f} req/s  ratio to "
+            f"{HEAD_TO_HEAD_BASELINE} {entry['median_ratio']:.3f} "
+            f"(rounds {entry[f'ratio_to_{HEAD_TO_HEAD_BASELINE}']})  "
+            f"errors {entry['errors']}",
+            flush=True,
+        )
+    return {
+        "concurrency": concurrency,
+        "rounds": rounds,
+        "seconds": seconds,
+        "protocols": comparison,
+    }
 
 
 def serve_command(repo: Path, port: int, grpc_port: int, config: Path) -> list[str]:
-    return [str(ROOT / ".venv" / "bin" / "primer-serve"), "--model-base-path", str(repo),
-            "--rest-port", str(port), "--grpc-port", str(grpc_port), "--host", "127.0.0.1",
-            "--config", str(config), "--poll-interval-s", "0", "--log-level", "WARNING"]
+    return [
+        str(ROOT / ".venv" / "bin" / "primer-serve"),
+        "--model-base-path",
+        str(repo),
+        "--rest-port",
+        str(port),
+        "--grpc-port",
+        str(grpc_port),
+        "--host",
+        "127.0.0.1",
+        "--config",
+        str(config),
+        "--poll-interval-s",
+        "0",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 def naive_command(version_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "loadtest.naive_server:app",
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-               "--no-access-log"]
+    command = [
+        str(ROOT / ".venv" / "bin" / "uvicorn"),
+        "loadtest.naive_server:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     return command, {"MODEL_DIR": str(version_dir)}
 
 
@@ -345,16 +453,20 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         naive = {r["concurrency"]: r for r in report["naive"].get(name, [])}
         for run in runs:
             key = f"{name}@c{run['concurrency']}"
-            entry = {"requests_per_s": run["requests_per_s"],
-                     "efficiency": round(run["requests_per_s"] / ceiling, 3),
-                     "mean_batch_size": run.get("mean_batch_size")}
+            entry = {
+                "requests_per_s": run["requests_per_s"],
+                "efficiency": round(run["requests_per_s"] / ceiling, 3),
+                "mean_batch_size": run.get("mean_batch_size"),
+            }
             if run["concurrency"] in naive and naive[run["concurrency"]]["requests_per_s"]:
                 entry["ratio_to_naive"] = round(
-                    run["requests_per_s"] / naive[run["concurrency"]]["requests_per_s"], 2)
+                    run["requests_per_s"] / naive[run["concurrency"]]["requests_per_s"], 2
+                )
             floor = report.get("floor", {}).get(FLOOR_SCENARIOS.get(name, ""))
             if floor and floor["concurrency"] == run["concurrency"] and floor["requests_per_s"]:
                 entry["fraction_of_floor"] = round(
-                    run["requests_per_s"] / floor["requests_per_s"], 3)
+                    run["requests_per_s"] / floor["requests_per_s"], 3
+                )
             summary[key] = entry
     return summary
 
@@ -365,14 +477,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per mnist run")
     parser.add_argument("--resnet-seconds", type=float, default=15.0, help="per resnet run")
     parser.add_argument("--raw-seconds", type=float, default=2.0, help="per batch size")
-    parser.add_argument("--mnist-model", default=str(ROOT / "models" / "mnist_dnn"),
-                        help="the mnist_dnn model folder (holding versions)")
-    parser.add_argument("--grpc-client", choices=("h2load", "python"), default="h2load",
-                        help="gRPC load generator: h2load (C) or grpc.aio processes")
-    parser.add_argument("--head-to-head-rounds", type=int, default=4,
-                        help="interleaved rounds of the mnist protocols (0 to skip)")
-    parser.add_argument("--head-to-head-seconds", type=float, default=4.0,
-                        help="per protocol per round")
+    parser.add_argument(
+        "--mnist-model",
+        default=str(ROOT / "models" / "mnist_dnn"),
+        help="the mnist_dnn model folder (holding versions)",
+    )
+    parser.add_argument(
+        "--grpc-client",
+        choices=("h2load", "python"),
+        default="h2load",
+        help="gRPC load generator: h2load (C) or grpc.aio processes",
+    )
+    parser.add_argument(
+        "--head-to-head-rounds",
+        type=int,
+        default=4,
+        help="interleaved rounds of the mnist protocols (0 to skip)",
+    )
+    parser.add_argument(
+        "--head-to-head-seconds", type=float, default=4.0, help="per protocol per round"
+    )
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -386,17 +510,21 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [
             Scenario("mnist_json", "mnist_dnn", bodies["mnist_json"], args.seconds, True),
             v2_binary_scenario(workdir, args.seconds),
-            Scenario("resnet_jpeg", "resnet50", bodies["resnet_jpeg"], args.resnet_seconds,
-                     True),
-            Scenario("resnet_floats", "resnet50", bodies["resnet_floats"], args.resnet_seconds,
-                     False),
+            Scenario("resnet_jpeg", "resnet50", bodies["resnet_jpeg"], args.resnet_seconds, True),
+            Scenario(
+                "resnet_floats", "resnet50", bodies["resnet_floats"], args.resnet_seconds, False
+            ),
         ]
         version_dirs = {"mnist_dnn": repo / "mnist_dnn" / "1", "resnet50": repo / "resnet50" / "1"}
         print("raw in-process ceiling ...", flush=True)
-        raw = {"mnist_dnn": raw_ceiling(version_dirs["mnist_dnn"], [1, 8, 32, 64, 128, 256],
-                                        args.raw_seconds),
-               "resnet50": raw_ceiling(version_dirs["resnet50"], [1, 2, 4, 8, 16, 32],
-                                       args.raw_seconds)}
+        raw = {
+            "mnist_dnn": raw_ceiling(
+                version_dirs["mnist_dnn"], [1, 8, 32, 64, 128, 256], args.raw_seconds
+            ),
+            "resnet50": raw_ceiling(
+                version_dirs["resnet50"], [1, 2, 4, 8, 16, 32], args.raw_seconds
+            ),
+        }
         for model, figures in raw.items():
             print(f"  {model:10s} items/s by batch size: {figures}", flush=True)
         best_resnet_batch = max(raw["resnet50"], key=raw["resnet50"].get)
@@ -405,25 +533,47 @@ def main(argv: list[str] | None = None) -> int:
 
         report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "raw_ceiling": raw, "served": {}, "naive": {}, "floor": {}, "head_to_head": {},
-            "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios}}
-        report["scenarios"].update({name: {"model": "mnist_dnn", "seconds": args.seconds}
-                                    for name in GRPC_SCENARIOS})
+            "raw_ceiling": raw,
+            "served": {},
+            "naive": {},
+            "floor": {},
+            "head_to_head": {},
+            "scenarios": {s.name: {"model": s.model, "seconds": s.seconds} for s in scenarios},
+        }
+        report["scenarios"].update(
+            {name: {"model": "mnist_dnn", "seconds": args.seconds} for name in GRPC_SCENARIOS}
+        )
         port, grpc_port = free_port(), free_port()
         print("primer-serve ...", flush=True)
         with running(serve_command(repo, port, grpc_port, config), port):
             metrics_url = f"http://127.0.0.1:{port}/metrics"
             for s in scenarios:
                 report["served"][s.name] = drive(s.url(port), s, concurrencies, metrics_url)
-            report["served"].update(drive_grpc(f"127.0.0.1:{grpc_port}", concurrencies,
-                                               args.seconds, metrics_url, args.grpc_client))
+            report["served"].update(
+                drive_grpc(
+                    f"127.0.0.1:{grpc_port}",
+                    concurrencies,
+                    args.seconds,
+                    metrics_url,
+                    args.grpc_client,
+                )
+            )
             if args.head_to_head_rounds > 0:
-                print(f"mnist protocols head to head (c={max(concurrencies)}, "
-                      f"{args.head_to_head_rounds} interleaved rounds) ...", flush=True)
+                print(
+                    f"mnist protocols head to head (c={max(concurrencies)}, "
+                    f"{args.head_to_head_rounds} interleaved rounds) ...",
+                    flush=True,
+                )
                 report["head_to_head"] = drive_head_to_head(
-                    port, grpc_port, [s for s in scenarios if s.model == "mnist_dnn"],
-                    max(concurrencies), args.head_to_head_rounds, args.head_to_head_seconds,
-                    metrics_url, args.grpc_client)
+                    port,
+                    grpc_port,
+                    [s for s in scenarios if s.model == "mnist_dnn"],
+                    max(concurrencies),
+                    args.head_to_head_rounds,
+                    args.head_to_head_seconds,
+                    metrics_url,
+                    args.grpc_client,
+                )
         for s in (s for s in scenarios if s.naive):
             print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
             naive_port = free_port()
@@ -438,8 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, entry in report["summary"].items():
         print(f"  {key:22s} {json.dumps(entry)}")
     for name, entry in report["head_to_head"].get("protocols", {}).items():
-        print(f"  head to head {name:22s} median {entry['median_requests_per_s']} req/s, "
-              f"median ratio to {HEAD_TO_HEAD_BASELINE} {entry['median_ratio']}")
+        print(
+            f"  head to head {name:22s} median {entry['median_requests_per_s']} req/s, "
+            f"median ratio to {HEAD_TO_HEAD_BASELINE} {entry['median_ratio']}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nreport written to {args.out}")

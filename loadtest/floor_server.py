@@ -23,8 +23,10 @@ from service.config import Settings
 from service.protocols.grpc_options import server_options
 
 REST_REPLY = b'{"predictions": [[0.0]]}'
-REST_HEADERS = [(b"content-type", b"application/json"),
-                (b"content-length", str(len(REST_REPLY)).encode())]
+REST_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(REST_REPLY)).encode()),
+]
 
 
 async def rest_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,9 +59,17 @@ async def serve(host: str, rest_port: int, grpc_port: int) -> None:
         raise OSError(f"cannot listen for gRPC on {host}:{grpc_port}")
     await grpc_server.start()
     # primer-serve's uvicorn settings that shape its per-request cost
-    config = uvicorn.Config(rest_app, host=host, port=rest_port, http="httptools", loop="none",
-                            lifespan="off", access_log=False, log_level="warning",
-                            backlog=2048)
+    config = uvicorn.Config(
+        rest_app,
+        host=host,
+        port=rest_port,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        backlog=2048,
+    )
     try:
         await uvicorn.Server(config).serve()
     finally:

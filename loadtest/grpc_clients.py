@@ -40,23 +40,33 @@ class GrpcLoadResult(LoadResult):
     """CPU seconds the client processes used (to judge whether the client was the limit)."""
 
 
-def predict_request_bytes(model: str, input_name: str, array: np.ndarray,
-                          signature: str = "") -> bytes:
+def predict_request_bytes(
+    model: str, input_name: str, array: np.ndarray, signature: str = ""
+) -> bytes:
     """A serialized TF Serving ``PredictRequest`` with the input in ``tensor_content``."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import predict_pb2
 
-    dtypes = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
-              np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int64): types_pb2.DT_INT64,
-              np.dtype(np.uint8): types_pb2.DT_UINT8}
+    dtypes = {
+        np.dtype(np.float32): types_pb2.DT_FLOAT,
+        np.dtype(np.float64): types_pb2.DT_DOUBLE,
+        np.dtype(np.int32): types_pb2.DT_INT32,
+        np.dtype(np.int64): types_pb2.DT_INT64,
+        np.dtype(np.uint8): types_pb2.DT_UINT8,
+    }
     array = np.ascontiguousarray(array)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature
-    request.inputs[input_name].CopyFrom(tensor_pb2.TensorProto(
-        dtype=dtypes[array.dtype], tensor_content=array.tobytes(),
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])))
+    request.inputs[input_name].CopyFrom(
+        tensor_pb2.TensorProto(
+            dtype=dtypes[array.dtype],
+            tensor_content=array.tobytes(),
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
+            ),
+        )
+    )
     return request.SerializeToString()
 
 
@@ -71,13 +81,21 @@ def infer_request_bytes(model: str, input_name: str, array: np.ndarray) -> bytes
     return request.SerializeToString()
 
 
-async def _worker_main(target: str, method: str, body: bytes, concurrency: int,
-                       channels: int, warmup_s: float, seconds: float
-                       ) -> tuple[list[float], int, float, float]:
+async def _worker_main(
+    target: str,
+    method: str,
+    body: bytes,
+    concurrency: int,
+    channels: int,
+    warmup_s: float,
+    seconds: float,
+) -> tuple[list[float], int, float, float]:
     import grpc
 
-    options = [("grpc.max_receive_message_length", 64 << 20),
-               ("grpc.use_local_subchannel_pool", 1)]  # one connection per channel
+    options = [
+        ("grpc.max_receive_message_length", 64 << 20),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]  # one connection per channel
     opened = [grpc.aio.insecure_channel(target, options=options) for _ in range(channels)]
     calls = [chan.unary_unary(method) for chan in opened]  # bytes in, bytes out
     latencies: list[float] = []
@@ -118,21 +136,36 @@ async def _worker_main(target: str, method: str, body: bytes, concurrency: int,
     return latencies, errors, elapsed, cpu
 
 
-def _worker(target: str, method: str, body: bytes, concurrency: int, channels: int,
-            warmup_s: float, seconds: float, out: multiprocessing.Queue) -> None:
+def _worker(
+    target: str,
+    method: str,
+    body: bytes,
+    concurrency: int,
+    channels: int,
+    warmup_s: float,
+    seconds: float,
+    out: multiprocessing.Queue,
+) -> None:
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    out.put(runner(_worker_main(target, method, body, concurrency, channels, warmup_s,
-                                seconds)))
+    out.put(runner(_worker_main(target, method, body, concurrency, channels, warmup_s, seconds)))
 
 
-def run_grpc_load(target: str, kind: Kind, body: bytes, *, concurrency: int, seconds: float,
-                  warmup_s: float = 1.0, processes: int = 1,
-                  channels_per_process: int = 2) -> GrpcLoadResult:
+def run_grpc_load(
+    target: str,
+    kind: Kind,
+    body: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 1.0,
+    processes: int = 1,
+    channels_per_process: int = 2,
+) -> GrpcLoadResult:
     """Closed-loop load: ``concurrency`` requests always in flight for ``seconds``.
 
     Args:
@@ -147,11 +180,24 @@ def run_grpc_load(target: str, kind: Kind, body: bytes, *, concurrency: int, sec
     processes = max(1, min(processes, concurrency))
     context = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue = context.Queue()
-    shares = [concurrency // processes + (i < concurrency % processes)
-              for i in range(processes)]
-    workers = [context.Process(target=_worker, args=(
-        target, METHODS[kind], body, share, max(1, min(channels_per_process, share)),
-        warmup_s, seconds, out), daemon=True) for share in shares]
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(
+                target,
+                METHODS[kind],
+                body,
+                share,
+                max(1, min(channels_per_process, share)),
+                warmup_s,
+                seconds,
+                out,
+            ),
+            daemon=True,
+        )
+        for share in shares
+    ]
     for worker in workers:
         worker.start()
     results = [out.get(timeout=seconds + warmup_s + 120) for _ in workers]
@@ -159,8 +205,14 @@ def run_grpc_load(target: str, kind: Kind, body: bytes, *, concurrency: int, sec
         worker.join(timeout=30)
     latencies = np.array([lat for lats, *_ in results for lat in lats]) * 1e3
     elapsed = max(r[2] for r in results)
-    p50, p90, p99 = (np.percentile(latencies, [50, 90, 99]) if latencies.size else (0, 0, 0))
-    return GrpcLoadResult(concurrency=concurrency, requests=int(latencies.size),
-                          errors=sum(r[1] for r in results), seconds=elapsed,
-                          p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
-                          client_cpu_s=round(sum(r[3] for r in results), 2))
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) if latencies.size else (0, 0, 0)
+    return GrpcLoadResult(
+        concurrency=concurrency,
+        requests=int(latencies.size),
+        errors=sum(r[1] for r in results),
+        seconds=elapsed,
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p99_ms=float(p99),
+        client_cpu_s=round(sum(r[3] for r in results), 2),
+    )

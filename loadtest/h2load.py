@@ -40,8 +40,9 @@ def grpc_frame(message: bytes) -> bytes:
 def require_h2load() -> str:
     path = shutil.which("h2load")
     if path is None:
-        raise SystemExit("h2load is not installed: run `make deps-system` "
-                         "(apt-get install nghttp2-client)")
+        raise SystemExit(
+            "h2load is not installed: run `make deps-system` (apt-get install nghttp2-client)"
+        )
     return path
 
 
@@ -53,8 +54,16 @@ def connection_split(concurrency: int, connections: int) -> tuple[int, int]:
     return connections, concurrency // connections
 
 
-def run_h2load_grpc(target: str, method: str, message: bytes, *, concurrency: int,
-                    seconds: float, warmup_s: float = 1.0, connections: int = 2) -> LoadResult:
+def run_h2load_grpc(
+    target: str,
+    method: str,
+    message: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 1.0,
+    connections: int = 2,
+) -> LoadResult:
     """``concurrency`` unary calls of ``method`` always in flight for ``seconds``.
 
     Args:
@@ -75,29 +84,57 @@ def run_h2load_grpc(target: str, method: str, message: bytes, *, concurrency: in
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
         body, log = Path(tmp) / "request.grpc", Path(tmp) / "requests.log"
         body.write_bytes(grpc_frame(message))
-        command = [require_h2load(), "-c", str(conns), "-m", str(streams), "-t", "1",
-                   "-D", str(duration_s), f"--warm-up-time={max(0, round(warmup_s * 1e3))}ms",
-                   "-d", str(body), "--log-file", str(log),
-                   "-H", "content-type: application/grpc", "-H", "te: trailers",
-                   f"http://{target}{method}"]
-        completed = subprocess.run(command, capture_output=True, text=True,
-                                   timeout=seconds + warmup_s + 60)
+        command = [
+            require_h2load(),
+            "-c",
+            str(conns),
+            "-m",
+            str(streams),
+            "-t",
+            "1",
+            "-D",
+            str(duration_s),
+            f"--warm-up-time={max(0, round(warmup_s * 1e3))}ms",
+            "-d",
+            str(body),
+            "--log-file",
+            str(log),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            f"http://{target}{method}",
+        ]
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + warmup_s + 60
+        )
         if completed.returncode:
-            raise RuntimeError(f"h2load failed ({completed.returncode}): "
-                               f"{(completed.stderr or completed.stdout).strip()[-500:]}")
-        rows = (np.loadtxt(log, dtype=np.int64, ndmin=2) if log.stat().st_size
-                else np.empty((0, 3), np.int64))
+            raise RuntimeError(
+                f"h2load failed ({completed.returncode}): "
+                f"{(completed.stderr or completed.stdout).strip()[-500:]}"
+            )
+        rows = (
+            np.loadtxt(log, dtype=np.int64, ndmin=2)
+            if log.stat().st_size
+            else np.empty((0, 3), np.int64)
+        )
     if not len(rows):
-        raise RuntimeError(f"h2load completed no requests against {target}: "
-                           f"{completed.stdout.strip()[-500:]}")
+        raise RuntimeError(
+            f"h2load completed no requests against {target}: {completed.stdout.strip()[-500:]}"
+        )
     broken = sum(_field(completed.stdout, "requests:", name) for name in ("errored", "timeout"))
     ok = rows[:, 1] == 200
     durations_ms = rows[ok, 2] / 1e3
     p50, p90, p99 = np.percentile(durations_ms, [50, 90, 99]) if durations_ms.size else (0, 0, 0)
-    return LoadResult(concurrency=concurrency, requests=int(ok.sum()),
-                      errors=int((~ok).sum()) + broken,
-                      seconds=float(duration_s), p50_ms=float(p50),
-                      p90_ms=float(p90), p99_ms=float(p99))
+    return LoadResult(
+        concurrency=concurrency,
+        requests=int(ok.sum()),
+        errors=int((~ok).sum()) + broken,
+        seconds=float(duration_s),
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p99_ms=float(p99),
+    )
 
 
 def _field(report: str, line_prefix: str, name: str) -> int:

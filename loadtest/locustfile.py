@@ -50,26 +50,53 @@ grpc_gevent.init_gevent()  # gRPC's I/O cooperates with Locust's gevent loop
 
 DEFAULT_MIX = "instances=4,b64=2,classify=2,grpc_predict=4,v2_infer=4"
 DATA_DIR = Path(__file__).resolve().parent / "data"
-_DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32,
-           "DT_INT64": np.int64, "DT_UINT8": np.uint8}
-_V2_TYPES = {np.float32: "FP32", np.float64: "FP64", np.int32: "INT32", np.int64: "INT64",
-             np.uint8: "UINT8"}
+_DTYPES = {
+    "DT_FLOAT": np.float32,
+    "DT_DOUBLE": np.float64,
+    "DT_INT32": np.int32,
+    "DT_INT64": np.int64,
+    "DT_UINT8": np.uint8,
+}
+_V2_TYPES = {
+    np.float32: "FP32",
+    np.float64: "FP64",
+    np.int32: "INT32",
+    np.int64: "INT64",
+    np.uint8: "UINT8",
+}
 
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
     add = parser.add_argument
     add("--model", env_var="LOCUST_MODEL", default="mnist_dnn", help="model to load")
-    add("--model-version", env_var="LOCUST_MODEL_VERSION", default="",
-        help="version to address (default: latest)")
+    add(
+        "--model-version",
+        env_var="LOCUST_MODEL_VERSION",
+        default="",
+        help="version to address (default: latest)",
+    )
     add("--mix", env_var="LOCUST_MIX", default=DEFAULT_MIX, help="task weights name=w,...")
     add("--rows", env_var="LOCUST_ROWS", type=int, default=1, help="rows per tensor request")
-    add("--image-dir", env_var="LOCUST_IMAGE_DIR", default=str(DATA_DIR),
-        help="PNG/JPEG files to send (default: loadtest/data; generated if empty)")
-    add("--grpc-target", env_var="LOCUST_GRPC_TARGET", default="",
-        help="host:port of the gRPC server (default: REST host, port 8500)")
-    add("--think-ms", env_var="LOCUST_THINK_MS", type=float, default=0.0,
-        help="pause between one user's requests, in ms")
+    add(
+        "--image-dir",
+        env_var="LOCUST_IMAGE_DIR",
+        default=str(DATA_DIR),
+        help="PNG/JPEG files to send (default: loadtest/data; generated if empty)",
+    )
+    add(
+        "--grpc-target",
+        env_var="LOCUST_GRPC_TARGET",
+        default="",
+        help="host:port of the gRPC server (default: REST host, port 8500)",
+    )
+    add(
+        "--think-ms",
+        env_var="LOCUST_THINK_MS",
+        type=float,
+        default=0.0,
+        help="pause between one user's requests, in ms",
+    )
     add("--step-users", env_var="LOCUST_STEP_USERS", type=int, default=8)
     add("--step-seconds", env_var="LOCUST_STEP_SECONDS", type=float, default=15.0)
     add("--steps", env_var="LOCUST_STEPS", type=int, default=4)
@@ -101,8 +128,9 @@ def workload(environment: Environment, host: str) -> Workload:
     global _workload
     if _workload is None:
         options = environment.parsed_options
-        with urllib.request.urlopen(f"{host}/v1/models/{options.model}/metadata",
-                                    timeout=30) as response:
+        with urllib.request.urlopen(
+            f"{host}/v1/models/{options.model}/metadata", timeout=30
+        ) as response:
             metadata = json.load(response)
         signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
         name, spec = next(iter(signature["inputs"].items()))
@@ -110,8 +138,14 @@ def workload(environment: Environment, host: str) -> Workload:
         dtype = _DTYPES.get(spec["dtype"], np.float32)
         tensor = np.random.default_rng(0).random([options.rows, *dims]).astype(dtype)
         body = json.dumps({"instances": tensor.tolist()}).encode()
-        _workload = Workload(options.model, options.model_version, name, tensor, body,
-                             load_images(Path(options.image_dir)))
+        _workload = Workload(
+            options.model,
+            options.model_version,
+            name,
+            tensor,
+            body,
+            load_images(Path(options.image_dir)),
+        )
     return _workload
 
 
@@ -176,10 +210,14 @@ def grpc_modules() -> SimpleNamespace:
             from service.protocols.generated import grpc_predict_v2_pb2_grpc as v2_grpc
 
             _grpc_modules = SimpleNamespace(
-                tensor_pb2=tensor_pb2, tensor_shape_pb2=tensor_shape_pb2,
-                types_pb2=types_pb2, predict_pb2=predict_pb2,
-                prediction_service_pb2_grpc=prediction_service_pb2_grpc, v2=v2,
-                v2_grpc=v2_grpc)
+                tensor_pb2=tensor_pb2,
+                tensor_shape_pb2=tensor_shape_pb2,
+                types_pb2=types_pb2,
+                predict_pb2=predict_pb2,
+                prediction_service_pb2_grpc=prediction_service_pb2_grpc,
+                v2=v2,
+                v2_grpc=v2_grpc,
+            )
     return _grpc_modules
 
 
@@ -197,26 +235,34 @@ class RestUser(HttpUser):
         self.work = workload(self.environment, self.host)
 
     def _post(self, name: str, path: str, body: bytes, content_type: str) -> None:
-        with self.client.post(path, data=body, headers={"content-type": content_type},
-                              name=name, catch_response=True) as response:
+        with self.client.post(
+            path, data=body, headers={"content-type": content_type}, name=name, catch_response=True
+        ) as response:
             if response.status_code != 200:
                 response.failure(f"{response.status_code}: {response.text[:200]}")
             elif b'"predictions"' not in response.content:
                 response.failure(f"no predictions in {response.text[:200]}")
 
     def instances(self) -> None:
-        self._post("REST predict instances", f"{self.work.rest_path}:predict",
-                   self.work.instances_body, "application/json")
+        self._post(
+            "REST predict instances",
+            f"{self.work.rest_path}:predict",
+            self.work.instances_body,
+            "application/json",
+        )
 
     def b64(self) -> None:
         image = base64.b64encode(random.choice(self.work.images)).decode()
         body = json.dumps({"instances": [{"b64": image}]}).encode()
-        self._post("REST predict b64", f"{self.work.rest_path}:predict", body,
-                   "application/json")
+        self._post("REST predict b64", f"{self.work.rest_path}:predict", body, "application/json")
 
     def classify(self) -> None:
-        self._post("REST classify png", f"{self.work.rest_path}:classify",
-                   random.choice(self.work.images), "image/png")
+        self._post(
+            "REST classify png",
+            f"{self.work.rest_path}:classify",
+            random.choice(self.work.images),
+            "image/png",
+        )
 
     def idle(self) -> None:
         """Placeholder task when the mix gives this user none."""
@@ -235,27 +281,37 @@ class GrpcUser(User):
         predict_pb2, v2 = m.predict_pb2, m.v2
         self.work = work = workload(self.environment, self.host)
         target = self.environment.parsed_options.grpc_target or (
-            f"{urlsplit(self.host).hostname}:8500")
+            f"{urlsplit(self.host).hostname}:8500"
+        )
         self.channel = grpc.insecure_channel(target)
         self.tfs = m.prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.v2 = m.v2_grpc.GRPCInferenceServiceStub(self.channel)
         tensor = work.tensor
         dtype = next(k for k, v in _DTYPES.items() if v == tensor.dtype.type)
         proto = tensor_pb2.TensorProto(
-            dtype=types_pb2.DataType.Value(dtype), tensor_content=tensor.tobytes(),
+            dtype=types_pb2.DataType.Value(dtype),
+            tensor_content=tensor.tobytes(),
             tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in tensor.shape]))
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in tensor.shape]
+            ),
+        )
         self.predict_request = predict_pb2.PredictRequest(inputs={work.input_name: proto})
         self.predict_request.model_spec.name = work.model
         self.predict_request.model_spec.signature_name = "serving_default"
         if work.version:
             self.predict_request.model_spec.version.value = int(work.version)
         self.infer_request = v2.ModelInferRequest(
-            model_name=work.model, model_version=work.version,
-            inputs=[v2.ModelInferRequest.InferInputTensor(
-                name=work.input_name, datatype=_V2_TYPES[tensor.dtype.type],
-                shape=list(tensor.shape))],
-            raw_input_contents=[tensor.tobytes()])
+            model_name=work.model,
+            model_version=work.version,
+            inputs=[
+                v2.ModelInferRequest.InferInputTensor(
+                    name=work.input_name,
+                    datatype=_V2_TYPES[tensor.dtype.type],
+                    shape=list(tensor.shape),
+                )
+            ],
+            raw_input_contents=[tensor.tobytes()],
+        )
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -268,10 +324,14 @@ class GrpcUser(User):
         except grpc.RpcError as exc:
             error = exc
         self.environment.events.request.fire(
-            request_type="grpc", name=name, context={},
+            request_type="grpc",
+            name=name,
+            context={},
             response_time=(time.perf_counter() - started) * 1000,
             response_length=response.ByteSize() if response is not None else 0,
-            response=response, exception=error)
+            response=response,
+            exception=error,
+        )
 
     def grpc_predict(self) -> None:
         self._call("gRPC TFS Predict", self.tfs.Predict, self.predict_request)

@@ -22,14 +22,17 @@ _model_dir = os.environ["MODEL_DIR"]
 _signature = tf.saved_model.load(_model_dir).signatures["serving_default"]
 _card = read_model_card(_model_dir)
 _input_name = next(iter(_signature.structured_input_signature[1]))
-_input_shape = [-1 if d is None else d for d in
-                _signature.structured_input_signature[1][_input_name].shape.as_list()]
+_input_shape = [
+    -1 if d is None else d
+    for d in _signature.structured_input_signature[1][_input_name].shape.as_list()
+]
 
 
 def _to_array(instances: list) -> np.ndarray:
     if isinstance(instances[0], dict) and _card is not None and _card.image is not None:
-        rows = np.stack([preprocess_image(base64.b64decode(item["b64"]), _card.image)
-                         for item in instances])
+        rows = np.stack(
+            [preprocess_image(base64.b64decode(item["b64"]), _card.image) for item in instances]
+        )
         return to_input_layout(rows, _input_shape)
     return np.asarray(instances, dtype=np.float32)
 

@@ -54,9 +54,11 @@ class RawHttp:
 
     def __init__(self, host: str, port: int, path: str, body: bytes) -> None:
         self._host, self._port = host, port
-        self._request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-                         "Content-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self._request = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self) -> int:
@@ -88,8 +90,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1e3 if values else 0.0
 
 
-async def _run(target: dict[str, Any], plan: list[tuple[str, str, float, float]]
-               ) -> list[dict[str, Any]]:
+async def _run(
+    target: dict[str, Any], plan: list[tuple[str, str, float, float]]
+) -> list[dict[str, Any]]:
     import grpc
 
     if target["kind"] == "rest":
@@ -120,8 +123,9 @@ async def _run(target: dict[str, Any], plan: list[tuple[str, str, float, float]]
     return results
 
 
-async def _phase(call: Callable[[], Awaitable[str]], name: str, mode: str, amount: float,
-                 seconds: float) -> dict[str, Any]:
+async def _phase(
+    call: Callable[[], Awaitable[str]], name: str, mode: str, amount: float, seconds: float
+) -> dict[str, Any]:
     """One phase: closed loop (``amount`` in flight) or open loop (``amount`` per second)."""
     latencies: dict[str, list[float]] = {"ok": [], "refused": []}
     errors: list[str] = []
@@ -140,6 +144,7 @@ async def _phase(call: Callable[[], Awaitable[str]], name: str, mode: str, amoun
     started = time.monotonic()
     stop_at = started + seconds
     if mode == "closed":
+
         async def loop() -> None:
             while time.monotonic() < stop_at:
                 await one()
@@ -154,23 +159,32 @@ async def _phase(call: Callable[[], Awaitable[str]], name: str, mode: str, amoun
             tasks.append(asyncio.ensure_future(one()))
         await asyncio.gather(*tasks)
     elapsed = time.monotonic() - started
-    return asdict(Phase(
-        name=name, seconds=elapsed, offered_per_s=amount if mode == "open" else 0.0,
-        ok=len(latencies["ok"]), refused=len(latencies["refused"]), errors=len(errors),
-        ok_p50_ms=_percentile(latencies["ok"], 50), ok_p99_ms=_percentile(latencies["ok"], 99),
-        refused_p99_ms=_percentile(latencies["refused"], 99))) | {
-            "error_kinds": sorted(set(errors))[:5]}
+    return asdict(
+        Phase(
+            name=name,
+            seconds=elapsed,
+            offered_per_s=amount if mode == "open" else 0.0,
+            ok=len(latencies["ok"]),
+            refused=len(latencies["refused"]),
+            errors=len(errors),
+            ok_p50_ms=_percentile(latencies["ok"], 50),
+            ok_p99_ms=_percentile(latencies["ok"], 99),
+            refused_p99_ms=_percentile(latencies["refused"], 99),
+        )
+    ) | {"error_kinds": sorted(set(errors))[:5]}
 
 
-def _phases_worker(target: dict[str, Any], plan: list[tuple[str, str, float, float]],
-                   out: multiprocessing.Queue) -> None:
+def _phases_worker(
+    target: dict[str, Any], plan: list[tuple[str, str, float, float]], out: multiprocessing.Queue
+) -> None:
     import uvloop
 
     out.put(uvloop.run(_run(target, plan)))
 
 
-def run_phases(target: dict[str, Any], plan: list[tuple[str, str, float, float]]
-               ) -> list[dict[str, Any]]:
+def run_phases(
+    target: dict[str, Any], plan: list[tuple[str, str, float, float]]
+) -> list[dict[str, Any]]:
     """Run ``plan`` (name, "closed"|"open", concurrency|rate, seconds) in a client process."""
     context = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue = context.Queue()
@@ -181,21 +195,30 @@ def run_phases(target: dict[str, Any], plan: list[tuple[str, str, float, float]]
     return results
 
 
-def overload_figure(target: dict[str, Any], concurrency: int, factor: float = 5.0,
-                    capacity_s: float = 5.0, overload_s: float = 6.0,
-                    recovery_s: float = 4.0) -> dict[str, Any]:
+def overload_figure(
+    target: dict[str, Any],
+    concurrency: int,
+    factor: float = 5.0,
+    capacity_s: float = 5.0,
+    overload_s: float = 6.0,
+    recovery_s: float = 4.0,
+) -> dict[str, Any]:
     """Capacity, then ``factor`` x capacity open loop, then recovery, for one target."""
-    _, capacity = run_phases(target, [("warm-up", "closed", concurrency, 1.0),
-                                         ("capacity", "closed", concurrency, capacity_s)])
+    _, capacity = run_phases(
+        target,
+        [("warm-up", "closed", concurrency, 1.0), ("capacity", "closed", concurrency, capacity_s)],
+    )
     rate = factor * capacity["ok"] / capacity["seconds"]
-    overload, recovery = run_phases(target, [
-        ("overload", "open", rate, overload_s),
-        ("recovery", "closed", concurrency, recovery_s)])
+    overload, recovery = run_phases(
+        target,
+        [("overload", "open", rate, overload_s), ("recovery", "closed", concurrency, recovery_s)],
+    )
     return {"capacity": capacity, "overload": overload, "recovery": recovery}
 
 
-def targets(rest: str | None, grpc_address: str | None, model: str, input_name: str,
-            width: int) -> dict[str, dict[str, Any]]:
+def targets(
+    rest: str | None, grpc_address: str | None, model: str, input_name: str, width: int
+) -> dict[str, dict[str, Any]]:
     """REST (TF Serving predict) and gRPC (TF Serving Predict) targets for one row input."""
     from loadtest.grpc_clients import METHODS, predict_request_bytes
 
@@ -203,12 +226,19 @@ def targets(rest: str | None, grpc_address: str | None, model: str, input_name: 
     found = {}
     if rest:
         body = json.dumps({"instances": row.tolist()}).encode()
-        found["rest"] = {"kind": "rest", "address": rest, "body": body,
-                         "path": f"/v1/models/{model}:predict"}
+        found["rest"] = {
+            "kind": "rest",
+            "address": rest,
+            "body": body,
+            "path": f"/v1/models/{model}:predict",
+        }
     if grpc_address:
-        found["grpc"] = {"kind": "grpc", "address": grpc_address,
-                         "method": METHODS["tfserving"],
-                         "body": predict_request_bytes(model, input_name, row)}
+        found["grpc"] = {
+            "kind": "grpc",
+            "address": grpc_address,
+            "method": METHODS["tfserving"],
+            "body": predict_request_bytes(model, input_name, row),
+        }
     return found
 
 
@@ -222,8 +252,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="the model's max_batch_size")
     parser.add_argument("--factor", type=float, default=5.0)
     args = parser.parse_args()
-    for name, target in targets(args.rest, args.grpc, args.model, args.input,
-                                args.width).items():
+    for name, target in targets(args.rest, args.grpc, args.model, args.input, args.width).items():
         figure = overload_figure(target, 2 * args.batch, args.factor)
         print(name, json.dumps(figure, indent=1))
 

@@ -33,12 +33,16 @@ def wait_http_ok(url: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def running(command: list[str], port: int, *, env: dict[str, str] | None = None,
-            health_path: str = "/v2/health/ready", timeout: float = 300) -> Iterator[
-                subprocess.Popen[bytes]]:
+def running(
+    command: list[str],
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    health_path: str = "/v2/health/ready",
+    timeout: float = 300,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server subprocess until the block ends; wait for its health URL first."""
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})},
-                               start_new_session=True)
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, start_new_session=True)
     try:
         wait_http_ok(f"http://127.0.0.1:{port}{health_path}", timeout)
         yield process
@@ -87,14 +91,18 @@ def request_codes(metrics_url: str, model: str, protocol: str) -> dict[str, floa
     codes: dict[str, float] = {}
     for sample in samples(metrics_url, "primer_requests"):
         labels = sample.labels
-        if (sample.name == "primer_requests_total" and labels.get("model") == model
-                and labels.get("protocol") == protocol):
+        if (
+            sample.name == "primer_requests_total"
+            and labels.get("model") == model
+            and labels.get("protocol") == protocol
+        ):
             codes[labels["code"]] = codes.get(labels["code"], 0.0) + sample.value
     return codes
 
 
-def failed_calls(before: dict[str, float], after: dict[str, float], measured_ok: int,
-                 concurrency: int) -> int:
+def failed_calls(
+    before: dict[str, float], after: dict[str, float], measured_ok: int, concurrency: int
+) -> int:
     """Calls the server did not answer OK between two ``request_codes`` snapshots.
 
     A load generator that stops with ``concurrency`` calls in flight cancels them: up to

@@ -39,22 +39,46 @@ def require_wrk() -> str:
     return path
 
 
-def run_wrk(url: str, body_file: Path, *, concurrency: int, seconds: float,
-            content_type: str = "application/json", headers: Mapping[str, str] | None = None,
-            threads: int = 1) -> LoadResult:
+def run_wrk(
+    url: str,
+    body_file: Path,
+    *,
+    concurrency: int,
+    seconds: float,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    threads: int = 1,
+) -> LoadResult:
     """POST ``body_file`` (with ``headers``) to ``url`` from ``concurrency`` connections for
     ``seconds``."""
-    command = [require_wrk(), f"-t{min(threads, concurrency)}", f"-c{concurrency}",
-               f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(SCRIPT), url]
-    env = {"BODY_FILE": str(body_file), "CONTENT_TYPE": content_type, "PATH": "/usr/bin:/bin",
-           "EXTRA_HEADERS": "\n".join(f"{name}: {value}"
-                                      for name, value in (headers or {}).items())}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env,
-                               timeout=seconds + 60, check=True)
+    command = [
+        require_wrk(),
+        f"-t{min(threads, concurrency)}",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(SCRIPT),
+        url,
+    ]
+    env = {
+        "BODY_FILE": str(body_file),
+        "CONTENT_TYPE": content_type,
+        "PATH": "/usr/bin:/bin",
+        "EXTRA_HEADERS": "\n".join(f"{name}: {value}" for name, value in (headers or {}).items()),
+    }
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=seconds + 60, check=True
+    )
     line = next(line for line in completed.stdout.splitlines() if line.startswith("WRK_JSON "))
     data = json.loads(line.removeprefix("WRK_JSON "))
     return LoadResult(
-        concurrency=concurrency, requests=data["requests"],
+        concurrency=concurrency,
+        requests=data["requests"],
         errors=data["socket_errors"] + data["non_2xx"],
-        seconds=data["duration_us"] / 1e6, p50_ms=data["p50_us"] / 1e3,
-        p90_ms=data["p90_us"] / 1e3, p99_ms=data["p99_us"] / 1e3)
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1e3,
+        p90_ms=data["p90_us"] / 1e3,
+        p99_ms=data["p99_us"] / 1e3,
+    )

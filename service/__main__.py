@@ -15,29 +15,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="primer-serve",
         description="Serve TensorFlow SavedModels from a TF Serving-style model repository. "
-                    "Flags override PRIMER_* environment variables, which override --config.")
+        "Flags override PRIMER_* environment variables, which override --config.",
+    )
     parser.add_argument("--model-base-path", help="folder of <model>/<version>/ (default: models)")
     parser.add_argument("--rest-port", type=int, help="REST port (default: 8501)")
     parser.add_argument("--grpc-port", type=int, help="gRPC port (default: 8500)")
-    parser.add_argument("--grpc-max-message-bytes", type=int,
-                        help="largest gRPC message, RESOURCE_EXHAUSTED beyond (default: 64 MiB)")
+    parser.add_argument(
+        "--grpc-max-message-bytes",
+        type=int,
+        help="largest gRPC message, RESOURCE_EXHAUSTED beyond (default: 64 MiB)",
+    )
     parser.add_argument("--host", help="bind address (default: 0.0.0.0)")
     parser.add_argument("--config", help="YAML settings file (per-model policies, batching)")
-    parser.add_argument("--poll-interval-s", type=float,
-                        help="rescan interval, 0 = off (default: 2)")
+    parser.add_argument(
+        "--poll-interval-s", type=float, help="rescan interval, 0 = off (default: 2)"
+    )
     parser.add_argument("--device", help="auto | cpu | gpu:N (default: auto)")
-    parser.add_argument("--shutdown-timeout-s", type=float,
-                        help="grace period for admitted requests on SIGTERM (default: 30)")
-    parser.add_argument("--tls-cert-file",
-                        help="PEM certificate: serve TLS on both ports (default: plaintext)")
+    parser.add_argument(
+        "--shutdown-timeout-s",
+        type=float,
+        help="grace period for admitted requests on SIGTERM (default: 30)",
+    )
+    parser.add_argument(
+        "--tls-cert-file", help="PEM certificate: serve TLS on both ports (default: plaintext)"
+    )
     parser.add_argument("--tls-key-file", help="PEM private key of --tls-cert-file")
     # no --auth-token flag on purpose: a command line is visible to every local user (ps);
     # the token comes from PRIMER_AUTH_TOKEN or the YAML file (see SECURITY.md)
     parser.add_argument("--log-level", help="logging level (default: INFO)")
-    parser.add_argument("--log-json", action="store_true", default=None,
-                        help="write logs as JSON lines (default: text)")
-    parser.add_argument("--access-log", action="store_true", default=None,
-                        help="log one line per request (default: off; costs throughput)")
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        default=None,
+        help="write logs as JSON lines (default: text)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="log one line per request (default: off; costs throughput)",
+    )
     return parser
 
 
@@ -47,12 +64,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.load(
-            args.config, model_base_path=args.model_base_path, rest_port=args.rest_port,
-            grpc_port=args.grpc_port, grpc_max_message_bytes=args.grpc_max_message_bytes,
-            host=args.host, poll_interval_s=args.poll_interval_s,
-            device=args.device, shutdown_timeout_s=args.shutdown_timeout_s,
-            tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file,
-            log_level=args.log_level, log_json=args.log_json, access_log=args.access_log)
+            args.config,
+            model_base_path=args.model_base_path,
+            rest_port=args.rest_port,
+            grpc_port=args.grpc_port,
+            grpc_max_message_bytes=args.grpc_max_message_bytes,
+            host=args.host,
+            poll_interval_s=args.poll_interval_s,
+            device=args.device,
+            shutdown_timeout_s=args.shutdown_timeout_s,
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            log_level=args.log_level,
+            log_json=args.log_json,
+            access_log=args.access_log,
+        )
     except (ValidationError, ValueError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
         return 2

@@ -75,16 +75,17 @@ class _Request:
 
 def batch_key(signature: str, inputs: Arrays) -> Hashable:
     """Requests batch together only when signature, names, dtypes and row shapes agree."""
-    return signature, tuple((name, a.dtype.str, a.shape[1:]) for name, a in
-                            sorted(inputs.items()))
+    return signature, tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items()))
 
 
 def pad_rows(inputs: Arrays, rows: int, target: int) -> Arrays:
     """Pad every array to ``target`` rows by repeating its first row (as TF Serving does)."""
     if target == rows:
         return inputs
-    return {name: np.concatenate([a, np.repeat(a[:1], target - rows, axis=0)])
-            for name, a in inputs.items()}
+    return {
+        name: np.concatenate([a, np.repeat(a[:1], target - rows, axis=0)])
+        for name, a in inputs.items()
+    }
 
 
 class Batcher:
@@ -98,8 +99,14 @@ class Batcher:
         name: for log lines, e.g. ``mnist_dnn:1``.
     """
 
-    def __init__(self, run_batch: RunBatch, settings: BatchingSettings, executor: Executor,
-                 observer: BatchObserver | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        settings: BatchingSettings,
+        executor: Executor,
+        observer: BatchObserver | None = None,
+        name: str = "",
+    ) -> None:
         self._run_batch = run_batch
         self._max_rows = settings.max_batch_size if settings.enabled else 1
         self._timeout_s = settings.batch_timeout_ms / 1000 if settings.enabled else 0.0
@@ -133,7 +140,8 @@ class Batcher:
         """Start the batch loop on the running event loop."""
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(
-                self._supervise(), name=f"batcher {self._name}")
+                self._supervise(), name=f"batcher {self._name}"
+            )
 
     async def close(self) -> None:
         """Stop the loop after running batches finish; queued requests get 503."""
@@ -158,15 +166,18 @@ class Batcher:
         if len(self._queue) >= self._max_queue:
             raise QueueFullError(
                 f"model {self._name} has {len(self._queue)} requests queued, the limit is "
-                f"{self._max_queue}; retry later")
+                f"{self._max_queue}; retry later"
+            )
         if self._queued_rows and self._queued_rows + rows > self._max_queued_rows:
             raise QueueFullError(
                 f"model {self._name} has {self._queued_rows} rows queued, the limit is "
                 f"{self._max_queued_rows} ({self._max_queued_rows // self._max_rows} "
-                "batches); retry later")
+                "batches); retry later"
+            )
 
-    async def submit(self, signature: str, inputs: Arrays, rows: int,
-                     deadline: float) -> tuple[Arrays, BatchStats]:
+    async def submit(
+        self, signature: str, inputs: Arrays, rows: int, deadline: float
+    ) -> tuple[Arrays, BatchStats]:
         """Queue one request and wait for its rows of the outputs.
 
         Args:
@@ -185,9 +196,11 @@ class Batcher:
         if deadline <= now:
             raise DeadlineExceededError("the request's deadline passed before it was queued")
         future: asyncio.Future[tuple[Arrays, BatchStats]] = (
-            asyncio.get_running_loop().create_future())
-        request = _Request(batch_key(signature, inputs), signature, inputs, rows, deadline,
-                           now, future)
+            asyncio.get_running_loop().create_future()
+        )
+        request = _Request(
+            batch_key(signature, inputs), signature, inputs, rows, deadline, now, future
+        )
         self._queue.append(request)
         self._queued_rows += rows
         self._last_arrival = now
@@ -206,9 +219,12 @@ class Batcher:
         """The deadline passed before the outputs were ready: fail the request now."""
         if not request.future.done():
             self._discard(request)
-            request.future.set_exception(DeadlineExceededError(
-                f"the request's deadline of {request.deadline - request.enqueued:.3f}s "
-                "passed while it was queued or running"))
+            request.future.set_exception(
+                DeadlineExceededError(
+                    f"the request's deadline of {request.deadline - request.enqueued:.3f}s "
+                    "passed while it was queued or running"
+                )
+            )
 
     def _discard(self, request: _Request) -> None:
         """Take a request that will never be answered out of the queue (if still there)."""
@@ -225,10 +241,10 @@ class Batcher:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("batch loop of %s died; failing waiters and restarting",
-                                 self._name)
-                self._fail_queued(InternalError("the batch loop failed; the request was "
-                                                "not run"))
+                logger.exception(
+                    "batch loop of %s died; failing waiters and restarting", self._name
+                )
+                self._fail_queued(InternalError("the batch loop failed; the request was not run"))
 
     async def _loop(self) -> None:
         while True:
@@ -284,8 +300,7 @@ class Batcher:
                 busy_after = deadline
                 self._arrival.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrival.wait(),
-                                           deadline - now - POLL_WINDOW_S)
+                    await asyncio.wait_for(self._arrival.wait(), deadline - now - POLL_WINDOW_S)
             else:
                 busy_after = now + BUSY_TURN_S
                 await asyncio.sleep(0)
@@ -301,9 +316,11 @@ class Batcher:
                 continue
             if request.deadline <= now:
                 self._pop()
-                request.future.set_exception(DeadlineExceededError(
-                    "the request's deadline passed while it was queued; the model did not "
-                    "run"))
+                request.future.set_exception(
+                    DeadlineExceededError(
+                        "the request's deadline passed while it was queued; the model did not run"
+                    )
+                )
                 continue
             if batch and (request.key != batch[0].key or rows + request.rows > self._max_rows):
                 break
@@ -330,16 +347,20 @@ class Batcher:
             if len(batch) == 1:
                 inputs = batch[0].inputs
             else:
-                inputs = {name: np.concatenate([r.inputs[name] for r in batch])
-                          for name in batch[0].inputs}
+                inputs = {
+                    name: np.concatenate([r.inputs[name] for r in batch])
+                    for name in batch[0].inputs
+                }
             inputs = pad_rows(inputs, rows, target)
             outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, batch[0].signature, inputs)
+                self._executor, self._run_batch, batch[0].signature, inputs
+            )
             for name, value in outputs.items():
                 if value.ndim == 0 or value.shape[0] != target:
                     raise InternalError(
                         f"model {self._name} returned {value.shape[:1]} rows for output "
-                        f"{name!r} from a batch of {target}")
+                        f"{name!r} from a batch of {target}"
+                    )
         except ServingError as exc:
             self._fail(batch, exc)
             return
@@ -355,7 +376,8 @@ class Batcher:
             if not request.future.done():
                 stats = BatchStats(started - request.enqueued, inference_s, target)
                 request.future.set_result(
-                    ({name: value[offset:end] for name, value in outputs.items()}, stats))
+                    ({name: value[offset:end] for name, value in outputs.items()}, stats)
+                )
             offset = end
 
     @staticmethod

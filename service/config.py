@@ -78,8 +78,9 @@ class ModelSettings(BaseModel):
 class Settings(BaseSettings):
     """Server settings. Every field can be set by flag, ``PRIMER_<FIELD>`` env or YAML."""
 
-    model_config = SettingsConfigDict(env_prefix="PRIMER_", env_nested_delimiter="__",
-                                      extra="forbid", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="PRIMER_", env_nested_delimiter="__", extra="forbid", protected_namespaces=()
+    )
 
     model_base_path: str = "models"
     """Folder holding <model>/<version>/ SavedModels."""
@@ -140,7 +141,8 @@ class Settings(BaseSettings):
         if found and scheme.lower() not in STORAGE_SCHEMES:
             raise ValueError(
                 f"model_base_path {path[:80]!r}: models are never loaded from URLs; use a "
-                f"local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+                f"local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
+            )
         return path
 
     @field_validator("auth_token")

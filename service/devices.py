@@ -42,8 +42,9 @@ def choose_device(setting: str, gpu_count: int) -> str:
     return f"/device:GPU:{index}"
 
 
-def configure_tensorflow(tf: Any, *, memory_growth: bool, intra_op_threads: int,
-                         inter_op_threads: int) -> Sequence[Any]:
+def configure_tensorflow(
+    tf: Any, *, memory_growth: bool, intra_op_threads: int, inter_op_threads: int
+) -> Sequence[Any]:
     """Apply thread-pool and GPU memory settings before TensorFlow initializes.
 
     Args:

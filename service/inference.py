@@ -101,8 +101,9 @@ class RefusalCounter:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: object) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: object
+    ) -> bool:
         if isinstance(error, ServingError):
             self._core.count_refused(self._model, self._protocol, error)
         return False  # never swallows the error
@@ -118,15 +119,21 @@ class InferenceCore:
         preprocess_executor: threads that decode images off the event loop.
     """
 
-    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics,
-                 preprocess_executor: Executor) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        settings: Settings,
+        metrics: Metrics,
+        preprocess_executor: Executor,
+    ) -> None:
         self.repository = repository
         self._settings = settings
         self._metrics = metrics
         self._preprocess_executor = preprocess_executor
 
-    async def infer(self, request: InferenceRequest,
-                    encode: Callable[[InferenceResult], T]) -> tuple[T, Timing]:
+    async def infer(
+        self, request: InferenceRequest, encode: Callable[[InferenceResult], T]
+    ) -> tuple[T, Timing]:
         """Run one request and encode its response; every outcome is counted.
 
         Args:
@@ -153,8 +160,9 @@ class InferenceCore:
                 timing.total_s = time.monotonic() - started
                 # stages are contiguous, so they add up to the total: postprocess runs from
                 # the end of the model call (resuming this request included)
-                timing.postprocess_s = max(0.0, timing.total_s - timing.preprocess_s
-                                           - timing.queue_s - timing.inference_s)
+                timing.postprocess_s = max(
+                    0.0, timing.total_s - timing.preprocess_s - timing.queue_s - timing.inference_s
+                )
                 mv.metrics.postprocess_duration.observe(timing.postprocess_s)
                 mv.metrics.items.inc(_rows(result.outputs))
             mv.metrics.request_done(request.protocol, "OK", timing.total_s)
@@ -177,11 +185,18 @@ class InferenceCore:
             raise error from exc
         finally:
             if self._settings.access_log:  # the one access-log hook, for every protocol
-                log_access(REQUEST_ID.get(), request.model, mv and mv.version,
-                           request.protocol, code, time.monotonic() - started)
+                log_access(
+                    REQUEST_ID.get(),
+                    request.model,
+                    mv and mv.version,
+                    request.protocol,
+                    code,
+                    time.monotonic() - started,
+                )
 
-    async def _run(self, mv: ModelVersion, request: InferenceRequest, deadline: float,
-                   started: float) -> InferenceResult:
+    async def _run(
+        self, mv: ModelVersion, request: InferenceRequest, deadline: float, started: float
+    ) -> InferenceResult:
         assert mv.runtime is not None and mv.batcher is not None and mv.metrics is not None
         signature = mv.runtime.signature(request.signature)
         outputs_wanted = self._output_names(signature, request.output_filter)
@@ -194,8 +209,12 @@ class InferenceCore:
         mv.metrics.inference_duration.observe(stats.inference_s)
         if outputs_wanted is not None:
             outputs = {name: outputs[name] for name in outputs_wanted}
-        timing = Timing(preprocess_s=preprocess_s, queue_s=stats.queue_s,
-                        inference_s=stats.inference_s, batch_rows=stats.batch_rows)
+        timing = Timing(
+            preprocess_s=preprocess_s,
+            queue_s=stats.queue_s,
+            inference_s=stats.inference_s,
+            batch_rows=stats.batch_rows,
+        )
         return InferenceResult(mv.model, mv.version, signature.name, outputs, mv.card, timing)
 
     def refusals(self, model: str, protocol: str) -> RefusalCounter:
@@ -216,8 +235,13 @@ class InferenceCore:
         if isinstance(error, PayloadTooLargeError):
             self._metrics.rejected.labels(name, "", error.reason).inc()
 
-    def _count_failure(self, mv: ModelVersion | None, request: InferenceRequest,
-                       error: ServingError, started: float) -> None:
+    def _count_failure(
+        self,
+        mv: ModelVersion | None,
+        request: InferenceRequest,
+        error: ServingError,
+        started: float,
+    ) -> None:
         code = error.grpc_code.name
         duration = time.monotonic() - started
         if mv is not None and mv.metrics is not None:
@@ -236,24 +260,28 @@ class InferenceCore:
         if unknown:
             raise InvalidInputError(
                 f"unknown output(s) {unknown}; signature {signature.name!r} has outputs "
-                f"{sorted(signature.outputs)}")
+                f"{sorted(signature.outputs)}"
+            )
         return list(dict.fromkeys(wanted))
 
-    async def _prepare_inputs(self, mv: ModelVersion, signature: Signature,
-                              inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    async def _prepare_inputs(
+        self, mv: ModelVersion, signature: Signature, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], int]:
         expected = signature.inputs
         if UNNAMED_INPUT in inputs:
             if len(inputs) != 1 or len(expected) != 1:
                 raise InvalidInputError(
                     f"an unnamed input needs a model with exactly one input; signature "
-                    f"{signature.name!r} of {mv.model} has inputs {sorted(expected)}")
+                    f"{signature.name!r} of {mv.model} has inputs {sorted(expected)}"
+                )
             inputs = {next(iter(expected)): inputs[UNNAMED_INPUT]}
         unknown = sorted(set(inputs) - set(expected))
         missing = sorted(set(expected) - set(inputs))
         if unknown or missing:
             raise InvalidInputError(
                 f"model {mv.model} signature {signature.name!r} expects inputs "
-                f"{sorted(expected)}; got {sorted(inputs)}")
+                f"{sorted(expected)}; got {sorted(inputs)}"
+            )
         prepared = {}
         for name, value in inputs.items():
             spec = expected[name]
@@ -265,73 +293,104 @@ class InferenceCore:
         if len(rows) != 1:
             raise InvalidInputError(
                 f"inputs disagree on the batch size (first dimension): "
-                f"{ {name: v.shape[0] for name, v in prepared.items()} }")
+                f"{ {name: v.shape[0] for name, v in prepared.items()} }"
+            )
         count = rows.pop()
         if count == 0:
             raise InvalidInputError("the request has no rows; expected at least one")
         if count > self._settings.max_rows_per_request:
             raise PayloadTooLargeError(
-                f"the request has {count} rows; the limit is "
-                f"{self._settings.max_rows_per_request}")
+                f"the request has {count} rows; the limit is {self._settings.max_rows_per_request}"
+            )
         return prepared, count
 
-    async def _decode_images(self, mv: ModelVersion, spec: TensorSpec,
-                             value: np.ndarray) -> np.ndarray:
+    async def _decode_images(
+        self, mv: ModelVersion, spec: TensorSpec, value: np.ndarray
+    ) -> np.ndarray:
         contract = mv.card.image if mv.card else None
         if contract is None:
             raise InvalidInputError(
                 f"input {spec.name!r} of model {mv.model} takes {spec.tf_dtype.name} values, "
-                "not bytes (the model has no image contract in model.json)")
+                "not bytes (the model has no image contract in model.json)"
+            )
         images = value.reshape(-1)
         if value.ndim != 1 or len(images) == 0:
             raise InvalidInputError(
                 f"image input {spec.name!r} expects a list of encoded images, got shape "
-                f"{list(value.shape)}")
+                f"{list(value.shape)}"
+            )
         if len(images) > self._settings.max_rows_per_request:
             raise PayloadTooLargeError(
                 f"the request has {len(images)} images; the limit is "
-                f"{self._settings.max_rows_per_request}")
+                f"{self._settings.max_rows_per_request}"
+            )
         max_pixels = self._settings.max_image_pixels
 
         def decode_all() -> np.ndarray:
-            return np.stack([preprocess_image(bytes(image), contract, max_pixels=max_pixels)
-                             for image in images])
+            return np.stack(
+                [
+                    preprocess_image(bytes(image), contract, max_pixels=max_pixels)
+                    for image in images
+                ]
+            )
 
         rows = await asyncio.get_running_loop().run_in_executor(
-            self._preprocess_executor, decode_all)
+            self._preprocess_executor, decode_all
+        )
         return to_input_layout(rows, spec.shape_for_display()).astype(spec.dtype, copy=False)
 
     # ----- classification ---------------------------------------------------------------
-    async def classify(self, model: str, version: int | None, images: list[bytes], k: int,
-                       protocol: str = "rest", timeout_s: float | None = None,
-                       ) -> tuple[list[list[ClassScore]], InferenceResult, Timing]:
+    async def classify(
+        self,
+        model: str,
+        version: int | None,
+        images: list[bytes],
+        k: int,
+        protocol: str = "rest",
+        timeout_s: float | None = None,
+    ) -> tuple[list[list[ClassScore]], InferenceResult, Timing]:
         """Top-k classes for each encoded image, via the model's single image input."""
         try:
             mv = self.repository.resolve(model, version)
             signature = mv.runtime.signature(None) if mv.runtime else None
-            if (signature is None or len(signature.inputs) != 1 or mv.card is None
-                    or mv.card.image is None):
+            if (
+                signature is None
+                or len(signature.inputs) != 1
+                or mv.card is None
+                or mv.card.image is None
+            ):
                 raise InvalidInputError(
                     f"model {model} cannot classify images: it needs one input and an image "
-                    "contract in model.json")
+                    "contract in model.json"
+                )
             if k < 1:
                 raise InvalidInputError(f"k must be a positive integer, got {k}")
         except ServingError as exc:  # counted like every other outcome
-            self._count_failure(None, InferenceRequest(model, {}, protocol=protocol), exc,
-                                time.monotonic())
+            self._count_failure(
+                None, InferenceRequest(model, {}, protocol=protocol), exc, time.monotonic()
+            )
             raise
         (input_name,) = signature.inputs
-        request = InferenceRequest(model, {input_name: _bytes_array(images)},
-                                   version=mv.version, protocol=protocol, timeout_s=timeout_s)
+        request = InferenceRequest(
+            model,
+            {input_name: _bytes_array(images)},
+            version=mv.version,
+            protocol=protocol,
+            timeout_s=timeout_s,
+        )
         labels = mv.card.labels
 
         def top_k(result: InferenceResult) -> tuple[list[list[ClassScore]], InferenceResult]:
             scores = next(iter(result.outputs.values()))
             scores = scores.reshape(scores.shape[0], -1)
             ranked = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            return [[ClassScore(int(i), labels[i] if i < len(labels) else str(i),
-                                float(row[i])) for i in order]
-                    for row, order in zip(scores, ranked, strict=True)], result
+            return [
+                [
+                    ClassScore(int(i), labels[i] if i < len(labels) else str(i), float(row[i]))
+                    for i in order
+                ]
+                for row, order in zip(scores, ranked, strict=True)
+            ], result
 
         (classes, result), timing = await self.infer(request, top_k)
         return classes, result, timing
@@ -355,8 +414,10 @@ def _bytes_array(items: Sequence[bytes]) -> np.ndarray:
 
 def _is_bytes_array(value: np.ndarray) -> bool:
     return value.dtype.kind == "S" or (
-        value.dtype == object and value.size > 0
-        and isinstance(value.reshape(-1)[0], bytes | bytearray))
+        value.dtype == object
+        and value.size > 0
+        and isinstance(value.reshape(-1)[0], bytes | bytearray)
+    )
 
 
 def _conform(mv: ModelVersion, spec: TensorSpec, value: np.ndarray) -> np.ndarray:
@@ -366,31 +427,44 @@ def _conform(mv: ModelVersion, spec: TensorSpec, value: np.ndarray) -> np.ndarra
             value = np.vectorize(lambda s: s.encode("utf-8"), otypes=[object])(value)
         elif value.dtype.kind not in "OS":
             raise InvalidInputError(
-                f"input {spec.name!r} takes strings/bytes, got {value.dtype.name} values")
+                f"input {spec.name!r} takes strings/bytes, got {value.dtype.name} values"
+            )
     else:
         kind = value.dtype.kind
         if kind not in "biuf":
             raise InvalidInputError(
                 f"input {spec.name!r} takes {spec.tf_dtype.name} numbers, got "
-                f"{'strings' if kind in 'USO' else value.dtype.name}")
+                f"{'strings' if kind in 'USO' else value.dtype.name}"
+            )
         target_kind = spec.dtype.kind
         if kind == "f" and target_kind in "iub":
             raise InvalidInputError(
                 f"input {spec.name!r} takes {spec.tf_dtype.name} integers, got "
-                f"floating-point values")
+                f"floating-point values"
+            )
         if value.dtype != spec.dtype:
             with np.errstate(over="ignore", invalid="ignore"):
                 value = value.astype(spec.dtype)
-        if target_kind == "f" and mv.card is not None and mv.card.image is not None \
-                and not np.isfinite(value).all():
+        if (
+            target_kind == "f"
+            and mv.card is not None
+            and mv.card.image is not None
+            and not np.isfinite(value).all()
+        ):
             raise InvalidInputError(
                 f"input {spec.name!r} holds NaN or infinite values (or values beyond "
-                f"{spec.tf_dtype.name} range); image models expect finite pixel values")
+                f"{spec.tf_dtype.name} range); image models expect finite pixel values"
+            )
     expected = spec.shape
-    if expected is not None and not (value.ndim == len(expected) and all(
+    if expected is not None and not (
+        value.ndim == len(expected)
+        and all(
             want is None or got == want
-            for got, want in zip(value.shape[1:], expected[1:], strict=True))):
+            for got, want in zip(value.shape[1:], expected[1:], strict=True)
+        )
+    ):
         raise InvalidInputError(
             f"input {spec.name!r} has shape {list(value.shape)}, model {mv.model} "
-            f"expects {spec.shape_for_display()}")
+            f"expects {spec.shape_for_display()}"
+        )
     return value

@@ -27,7 +27,11 @@ _access = logging.getLogger(ACCESS_LOGGER)
 MAX_LOGGED_NAME = 200
 """Longer model names (client strings) are cut in the access log."""
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message", "asctime", "request_id", "fields"}
+    "message",
+    "asctime",
+    "request_id",
+    "fields",
+}
 
 
 def escape(text: str) -> str:
@@ -127,8 +131,9 @@ def configure_logging(settings: Any, stream: TextIO | None = None) -> logging.Ha
     return handler
 
 
-def log_access(request_id: str, model: str, version: int | None, protocol: str,
-               status: str, duration_s: float) -> None:
+def log_access(
+    request_id: str, model: str, version: int | None, protocol: str, status: str, duration_s: float
+) -> None:
     """Write one access line (call only when ``settings.access_log`` is on).
 
     Args:
@@ -143,12 +148,24 @@ def log_access(request_id: str, model: str, version: int | None, protocol: str,
     """
     if len(model) > MAX_LOGGED_NAME:
         model = f"{model[:MAX_LOGGED_NAME]}...({len(model)} characters)"
-    fields = {"request_id": request_id, "model": model,
-              "version": "" if version is None else str(version), "protocol": protocol,
-              "status": status, "duration_ms": round(duration_s * 1e3, 3)}
-    _access.info("request_id=%s model=%s version=%s protocol=%s status=%s duration_ms=%.3f",
-                 _quoted(request_id), _quoted(model), fields["version"] or "-", protocol,
-                 status, duration_s * 1e3, extra={"fields": fields, "request_id": request_id})
+    fields = {
+        "request_id": request_id,
+        "model": model,
+        "version": "" if version is None else str(version),
+        "protocol": protocol,
+        "status": status,
+        "duration_ms": round(duration_s * 1e3, 3),
+    }
+    _access.info(
+        "request_id=%s model=%s version=%s protocol=%s status=%s duration_ms=%.3f",
+        _quoted(request_id),
+        _quoted(model),
+        fields["version"] or "-",
+        protocol,
+        status,
+        duration_s * 1e3,
+        extra={"fields": fields, "request_id": request_id},
+    )
 
 
 def _quoted(value: str) -> str:

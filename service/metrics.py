@@ -32,13 +32,29 @@ from service.batching import BatchObserver
 from service.errors import DeadlineExceededError, PayloadTooLargeError, QueueFullError
 
 PREFIX = "primer"
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MODEL_STATES = ("LOADING", "AVAILABLE", "FAILED", "UNLOADING")
-REJECT_REASONS = (QueueFullError.reason, DeadlineExceededError.reason,
-                  PayloadTooLargeError.reason)
+REJECT_REASONS = (QueueFullError.reason, DeadlineExceededError.reason, PayloadTooLargeError.reason)
 """Values of the ``reason`` label of ``primer_rejected_requests_total`` (exported from 0)."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -50,9 +66,11 @@ class GpuMemoryCollector:
         self._tf = tf_module
 
     def collect(self) -> list[GaugeMetricFamily]:
-        family = GaugeMetricFamily(f"{PREFIX}_gpu_memory_used_bytes",
-                                   "GPU memory TensorFlow has in use, per device.",
-                                   labels=["device"])
+        family = GaugeMetricFamily(
+            f"{PREFIX}_gpu_memory_used_bytes",
+            "GPU memory TensorFlow has in use, per device.",
+            labels=["device"],
+        )
         tf: Any = self._tf
         if tf is None:
             return [family]
@@ -69,8 +87,9 @@ class GpuMemoryCollector:
 class Metrics:
     """The metric catalogue, registered on a private registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None,
-                 tf_module: object | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, tf_module: object | None = None
+    ) -> None:
         disable_created_metrics()  # process-wide switch: no `_created` series, ever
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -81,63 +100,104 @@ class Metrics:
 
         model = ["model", "version"]
         self.requests = Counter(
-            f"{PREFIX}_requests", "Requests answered, by protocol and status code.",
-            [*model, "protocol", "code"], registry=r)
+            f"{PREFIX}_requests",
+            "Requests answered, by protocol and status code.",
+            [*model, "protocol", "code"],
+            registry=r,
+        )
         self.request_duration = Histogram(
-            f"{PREFIX}_request_duration_seconds", "End-to-end time inside the server.",
-            [*model, "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+            f"{PREFIX}_request_duration_seconds",
+            "End-to-end time inside the server.",
+            [*model, "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_duration = Histogram(
             f"{PREFIX}_queue_duration_seconds",
             "Time a request waited in the batch queue before its batch started.",
-            model, buckets=LATENCY_BUCKETS, registry=r)
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.preprocess_duration = Histogram(
             f"{PREFIX}_preprocess_duration_seconds",
             "Decoding and validating a request's inputs (image decoding included).",
-            model, buckets=LATENCY_BUCKETS, registry=r)
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.inference_duration = Histogram(
             f"{PREFIX}_inference_duration_seconds",
             "The one model call that ran a request's batch, observed once per request.",
-            model, buckets=LATENCY_BUCKETS, registry=r)
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.postprocess_duration = Histogram(
             f"{PREFIX}_postprocess_duration_seconds",
             "From the end of the model call to the encoded response (resuming the request, "
             "slicing its rows, encoding).",
-            model, buckets=LATENCY_BUCKETS, registry=r)
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
-            f"{PREFIX}_batch_size", "Rows per executed batch (padding included).",
-            model, buckets=BATCH_SIZE_BUCKETS, registry=r)
+            f"{PREFIX}_batch_size",
+            "Rows per executed batch (padding included).",
+            model,
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
         self.batch_duration = Histogram(
             f"{PREFIX}_batch_duration_seconds",
             "One model call on one batch, observed once per executed batch.",
-            model, buckets=LATENCY_BUCKETS, registry=r)
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_padding_rows = Counter(
-            f"{PREFIX}_batch_padding_rows", "Rows added to reach an allowed batch size.",
-            model, registry=r)
+            f"{PREFIX}_batch_padding_rows",
+            "Rows added to reach an allowed batch size.",
+            model,
+            registry=r,
+        )
         self.items = Counter(
-            f"{PREFIX}_items", "Rows (items) inferred for clients.", model, registry=r)
+            f"{PREFIX}_items", "Rows (items) inferred for clients.", model, registry=r
+        )
         self.queue_depth = Gauge(
-            f"{PREFIX}_queue_depth", "Requests waiting in the batch queue.", model,
-            registry=r)
+            f"{PREFIX}_queue_depth", "Requests waiting in the batch queue.", model, registry=r
+        )
         self.queue_capacity = Gauge(
             f"{PREFIX}_queue_capacity",
             "The most requests the batch queue holds (max_queue_size); more are shed.",
-            model, registry=r)
+            model,
+            registry=r,
+        )
         self.inflight = Gauge(
-            f"{PREFIX}_inflight_requests", "Requests being handled by the core.", model,
-            registry=r)
+            f"{PREFIX}_inflight_requests", "Requests being handled by the core.", model, registry=r
+        )
         self.rejected = Counter(
             f"{PREFIX}_rejected_requests",
             "Requests refused by load shedding or limits, by reason.",
-            [*model, "reason"], registry=r)
+            [*model, "reason"],
+            registry=r,
+        )
         self.model_state = Gauge(
-            f"{PREFIX}_model_state", "1 for the state a model version is in, else 0.",
-            [*model, "state"], registry=r)
+            f"{PREFIX}_model_state",
+            "1 for the state a model version is in, else 0.",
+            [*model, "state"],
+            registry=r,
+        )
         self.model_load_duration = Histogram(
-            f"{PREFIX}_model_load_duration_seconds", "Loading and warming one version.",
-            ["model"], buckets=LOAD_BUCKETS, registry=r)
+            f"{PREFIX}_model_load_duration_seconds",
+            "Loading and warming one version.",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
         self.model_load_failures = Counter(
-            f"{PREFIX}_model_load_failures", "Versions that failed to load.", ["model"],
-            registry=r)
+            f"{PREFIX}_model_load_failures", "Versions that failed to load.", ["model"], registry=r
+        )
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""
@@ -171,12 +231,14 @@ class VersionMetrics(BatchObserver):
         self.items = metrics.items.labels(*labels)
         self.queue_depth = metrics.queue_depth.labels(*labels)
         self.inflight = metrics.inflight.labels(*labels)
-        self._rejected = {reason: metrics.rejected.labels(*labels, reason)
-                          for reason in REJECT_REASONS}
+        self._rejected = {
+            reason: metrics.rejected.labels(*labels, reason) for reason in REJECT_REASONS
+        }
         self._per_protocol: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
-    def track(self, queue_depth: Callable[[], int], inflight: Callable[[], int],
-              queue_capacity: int) -> None:
+    def track(
+        self, queue_depth: Callable[[], int], inflight: Callable[[], int], queue_capacity: int
+    ) -> None:
         """Read the queue depth and in-flight count at scrape time, not on every request;
         ``queue_capacity`` is the fixed bound the depth is measured against."""
         self._metrics.queue_capacity.labels(*self._labels).set(queue_capacity)
@@ -200,8 +262,10 @@ class VersionMetrics(BatchObserver):
         key = (protocol, code)
         children = self._per_protocol.get(key)
         if children is None:
-            children = (self._metrics.requests.labels(*self._labels, protocol, code),
-                        self._metrics.request_duration.labels(*self._labels, protocol))
+            children = (
+                self._metrics.requests.labels(*self._labels, protocol, code),
+                self._metrics.request_duration.labels(*self._labels, protocol),
+            )
             self._per_protocol[key] = children
         children[0].inc()
         children[1].observe(duration_s)

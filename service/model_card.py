@@ -40,8 +40,11 @@ class TensorInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorInfo:
-        return cls(name=str(data["name"]), dtype=str(data["dtype"]),
-                   shape=tuple(int(d) for d in data["shape"]))
+        return cls(
+            name=str(data["name"]),
+            dtype=str(data["dtype"]),
+            shape=tuple(int(d) for d in data["shape"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,17 @@ class ImageContract:
 
     def __post_init__(self) -> None:
         if self.color_mode not in COLOR_MODES:
-            raise ModelCardError(f"image.color_mode must be one of {COLOR_MODES}, "
-                                 f"got {self.color_mode!r}")
+            raise ModelCardError(
+                f"image.color_mode must be one of {COLOR_MODES}, got {self.color_mode!r}"
+            )
         if self.resample not in RESAMPLE_FILTERS:
-            raise ModelCardError(f"image.resample must be one of {RESAMPLE_FILTERS}, "
-                                 f"got {self.resample!r}")
+            raise ModelCardError(
+                f"image.resample must be one of {RESAMPLE_FILTERS}, got {self.resample!r}"
+            )
         if self.normalization not in NORMALIZATIONS:
-            raise ModelCardError(f"image.normalization must be one of {NORMALIZATIONS}, "
-                                 f"got {self.normalization!r}")
+            raise ModelCardError(
+                f"image.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
+            )
         if self.height <= 0 or self.width <= 0:
             raise ModelCardError(f"image size must be positive, got {self.height}x{self.width}")
         if self.normalization == "standardize":
@@ -78,8 +84,9 @@ class ImageContract:
                 raise ModelCardError("image.std values must be positive")
             for stat in (self.mean, self.std):
                 if len(stat) not in (1, self.channels):
-                    raise ModelCardError(f"image mean/std need 1 or {self.channels} values, "
-                                         f"got {len(stat)}")
+                    raise ModelCardError(
+                        f"image mean/std need 1 or {self.channels} values, got {len(stat)}"
+                    )
 
     @property
     def channels(self) -> int:
@@ -93,10 +100,15 @@ class ImageContract:
             values = value if isinstance(value, list | tuple) else [value]
             return tuple(float(v) for v in values)
 
-        return cls(color_mode=data["color_mode"], height=int(data["height"]),
-                   width=int(data["width"]), resample=data.get("resample", "lanczos"),
-                   normalization=data.get("normalization", "unit"),
-                   mean=stat(data.get("mean")), std=stat(data.get("std")))
+        return cls(
+            color_mode=data["color_mode"],
+            height=int(data["height"]),
+            width=int(data["width"]),
+            resample=data.get("resample", "lanczos"),
+            normalization=data.get("normalization", "unit"),
+            mean=stat(data.get("mean")),
+            std=stat(data.get("std")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -122,8 +134,10 @@ class ModelCard:
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         try:
             if int(data.get("format", MODEL_CARD_FORMAT)) != MODEL_CARD_FORMAT:
-                raise ModelCardError(f"unsupported model.json format {data.get('format')!r}, "
-                                     f"expected {MODEL_CARD_FORMAT}")
+                raise ModelCardError(
+                    f"unsupported model.json format {data.get('format')!r}, "
+                    f"expected {MODEL_CARD_FORMAT}"
+                )
             image = data.get("image")
             return cls(
                 name=str(data["name"]),
@@ -144,10 +158,12 @@ class ModelCard:
             "format": self.format,
             "name": self.name,
             "signature": self.signature,
-            "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}
-                       for t in self.inputs],
-            "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}
-                        for t in self.outputs],
+            "inputs": [
+                {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in self.inputs
+            ],
+            "outputs": [
+                {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in self.outputs
+            ],
             "image": self.image.to_dict() if self.image else None,
             "labels": list(self.labels),
             "provenance": self.provenance,

@@ -64,23 +64,27 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidInputError(
             f"image is empty (0 bytes); expected encoded image bytes in one of "
-            f"{', '.join(ALLOWED_FORMATS)}")
+            f"{', '.join(ALLOWED_FORMATS)}"
+        )
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         width, height = image.size
         if width * height > max_pixels:
             raise PayloadTooLargeError(
                 f"image is {width}x{height} = {width * height} pixels; "
-                f"the limit is {max_pixels} pixels")
+                f"the limit is {max_pixels} pixels"
+            )
         image.seek(0)
         image.load()
     except Image.DecompressionBombError as exc:
         raise PayloadTooLargeError(
-            f"image exceeds the pixel limit of {max_pixels} pixels: {exc}") from exc
+            f"image exceeds the pixel limit of {max_pixels} pixels: {exc}"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise InvalidInputError(
             f"bytes are not an image in an accepted format; expected one of "
-            f"{', '.join(ALLOWED_FORMATS)}") from exc
+            f"{', '.join(ALLOWED_FORMATS)}"
+        ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInputError(f"image data is corrupt or truncated: {exc}") from exc
     try:
@@ -131,11 +135,11 @@ def pil_to_pixels(image: Image.Image, contract: ImageContract) -> np.ndarray:
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
 
 
-def preprocess_image(data: bytes, contract: ImageContract, *,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def preprocess_image(
+    data: bytes, contract: ImageContract, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Encoded image bytes → one float32 row shaped (H, W, C) per the image contract."""
-    return normalize(pil_to_pixels(decode_image(data, max_pixels=max_pixels), contract),
-                     contract)
+    return normalize(pil_to_pixels(decode_image(data, max_pixels=max_pixels), contract), contract)
 
 
 def array_to_pixels(pixels: np.ndarray, contract: ImageContract) -> np.ndarray:
@@ -175,11 +179,12 @@ def to_input_layout(rows: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
         out = rows.reshape(rows.shape[0], -1)
     else:
         raise InvalidInputError(
-            f"an image of shape {list(rows.shape[1:])} cannot feed input shape "
-            f"{list(input_shape)}")
+            f"an image of shape {list(rows.shape[1:])} cannot feed input shape {list(input_shape)}"
+        )
     for got, want in zip(out.shape[1:], input_shape[1:], strict=True):
         if want not in (-1, None) and got != want:
             raise InvalidInputError(
                 f"preprocessed image has shape {list(out.shape[1:])}, "
-                f"model expects {list(input_shape)}")
+                f"model expects {list(input_shape)}"
+            )
     return out

@@ -77,7 +77,8 @@ def validate_model_name(name: str) -> str:
         shown = name[:64].encode("unicode_escape").decode("ascii")
         raise ModelNotFoundError(
             f"model name {shown!r} is not valid; expected letters, digits, '_', '.', '-' "
-            "(at most 128, not starting with a symbol)")
+            "(at most 128, not starting with a symbol)"
+        )
     return name
 
 
@@ -95,7 +96,7 @@ def select_versions(available: list[int], policy: ModelSettings) -> set[int]:
         return set(available)
     if policy.version_policy == "specific":
         return set(available) & set(policy.versions)
-    return set(sorted(available)[-policy.latest:])
+    return set(sorted(available)[-policy.latest :])
 
 
 class ModelRepository:
@@ -109,8 +110,14 @@ class ModelRepository:
         device_for: maps a model name to a TensorFlow device string.
     """
 
-    def __init__(self, settings: Settings, metrics: Metrics, run_executor: Executor,
-                 load_executor: Executor, device_for: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        run_executor: Executor,
+        load_executor: Executor,
+        device_for: Callable[[str], str],
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._run_executor = run_executor
@@ -174,8 +181,11 @@ class ModelRepository:
                     continue
                 path = storage.inside(self._base, storage.join(model_dir, version_name))
                 if path is None:
-                    logger.warning("ignoring %s/%s: it resolves outside the model base path",
-                                   name, version_name)
+                    logger.warning(
+                        "ignoring %s/%s: it resolves outside the model base path",
+                        name,
+                        version_name,
+                    )
                 elif storage.exists(storage.join(path, "saved_model.pb")):
                     versions[int(version_name)] = path
             if versions:
@@ -199,8 +209,9 @@ class ModelRepository:
                 fingerprint = storage.fingerprint(path)
                 if fingerprint != mv.fingerprint:  # files changed: try again
                     del known[version]
-        loadable = [v for v in on_disk
-                    if v not in known or known[v].state is not VersionState.FAILED]
+        loadable = [
+            v for v in on_disk if v not in known or known[v].state is not VersionState.FAILED
+        ]
         aspired = select_versions(loadable, self._settings.for_model(model))
         for version in aspired:
             if version not in known:
@@ -260,7 +271,8 @@ class ModelRepository:
         logger.info("loading %s from %s", mv.label, mv.path)
         try:
             runtime, card = await asyncio.get_running_loop().run_in_executor(
-                self._load_executor, self._load_blocking, mv)
+                self._load_executor, self._load_blocking, mv
+            )
         except Exception as exc:
             mv.error = f"{type(exc).__name__}: {exc}"
             self._set_state(mv, VersionState.FAILED)
@@ -269,11 +281,18 @@ class ModelRepository:
             return
         mv.runtime, mv.card = runtime, card
         mv.metrics = VersionMetrics(self._metrics, mv.model, mv.version)
-        mv.batcher = Batcher(runtime.predict, self._settings.batching_for(mv.model),
-                             self._run_executor, mv.metrics, mv.label)
-        mv.metrics.track(queue_depth=lambda: mv.batcher.queue_depth if mv.batcher else 0,
-                         inflight=lambda: mv.inflight,
-                         queue_capacity=mv.batcher.queue_capacity)
+        mv.batcher = Batcher(
+            runtime.predict,
+            self._settings.batching_for(mv.model),
+            self._run_executor,
+            mv.metrics,
+            mv.label,
+        )
+        mv.metrics.track(
+            queue_depth=lambda: mv.batcher.queue_depth if mv.batcher else 0,
+            inflight=lambda: mv.inflight,
+            queue_capacity=mv.batcher.queue_capacity,
+        )
         mv.batcher.start()
         self._metrics.model_load_duration.labels(mv.model).observe(time.monotonic() - started)
         self._set_state(mv, VersionState.AVAILABLE)
@@ -313,7 +332,8 @@ class ModelRepository:
         versions = self._versions.get(model)
         if not versions:
             raise ModelNotFoundError(
-                f"model {model!r} not found; available models: {self.model_names()}")
+                f"model {model!r} not found; available models: {self.model_names()}"
+            )
         return sorted(versions.values(), key=lambda mv: -mv.version)
 
     def resolve_label(self, model: str, label: str) -> int:
@@ -321,7 +341,8 @@ class ModelRepository:
         labels = self._settings.for_model(model).version_labels
         if label not in labels:
             raise ModelNotFoundError(
-                f"model {model!r} has no version label {label[:64]!r}; labels: {sorted(labels)}")
+                f"model {model!r} has no version label {label[:64]!r}; labels: {sorted(labels)}"
+            )
         return labels[label]
 
     def resolve(self, model: str, version: int | None = None) -> ModelVersion:
@@ -339,14 +360,14 @@ class ModelRepository:
                     return mv
                 detail = f": {mv.error}" if mv.error else ""
                 raise ModelUnavailableError(
-                    f"model {model!r} version {version} is {mv.state.name}{detail}")
+                    f"model {model!r} version {version} is {mv.state.name}{detail}"
+                )
         raise ModelNotFoundError(
-            f"model {model!r} has no version {version}; versions: "
-            f"{[mv.version for mv in versions]}")
+            f"model {model!r} has no version {version}; versions: {[mv.version for mv in versions]}"
+        )
 
     @contextlib.asynccontextmanager
-    async def acquire(self, model: str, version: int | None = None
-                      ) -> AsyncIterator[ModelVersion]:
+    async def acquire(self, model: str, version: int | None = None) -> AsyncIterator[ModelVersion]:
         """Hold a version for one request so it is not unloaded under it."""
         mv = self.resolve(model, version)
         mv.inflight += 1
@@ -362,5 +383,7 @@ class ModelRepository:
         """Ready when the first scan has loaded and every model has an AVAILABLE version."""
         if not self.initial_load_done:
             return False
-        return all(any(mv.state is VersionState.AVAILABLE for mv in versions.values())
-                   for versions in self._versions.values())
+        return all(
+            any(mv.state is VersionState.AVAILABLE for mv in versions.values())
+            for versions in self._versions.values()
+        )

@@ -46,8 +46,9 @@ class TensorSpec:
 def _spec(name: str, spec: tf.TensorSpec, tensor_name: str = "") -> TensorSpec:
     shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
     dtype = np.dtype(object) if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
-    return TensorSpec(name=name, dtype=dtype, shape=shape, tf_dtype=spec.dtype,
-                      tensor_name=tensor_name)
+    return TensorSpec(
+        name=name, dtype=dtype, shape=shape, tf_dtype=spec.dtype, tensor_name=tensor_name
+    )
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,14 @@ class ModelRuntime:
         for key, function in self._loaded.signatures.items():
             _, kwargs = function.structured_input_signature
             sig_def = self.signature_defs.get(key)
-            inputs = {name: _spec(name, spec, sig_def.inputs[name].name if sig_def else "")
-                      for name, spec in sorted(kwargs.items())}
-            outputs = {name: _spec(name, spec, sig_def.outputs[name].name if sig_def else "")
-                       for name, spec in sorted(function.structured_outputs.items())}
+            inputs = {
+                name: _spec(name, spec, sig_def.inputs[name].name if sig_def else "")
+                for name, spec in sorted(kwargs.items())
+            }
+            outputs = {
+                name: _spec(name, spec, sig_def.outputs[name].name if sig_def else "")
+                for name, spec in sorted(function.structured_outputs.items())
+            }
             self.signatures[key] = Signature(key, inputs, outputs, function)
         if not self.signatures:
             raise ValueError(f"{self.path} has no serving signatures")
@@ -93,8 +98,8 @@ class ModelRuntime:
             return self.signatures[key]
         except KeyError:
             raise InvalidInputError(
-                f"signature {key!r} not found; the model has "
-                f"{sorted(self.signatures)}") from None
+                f"signature {key!r} not found; the model has {sorted(self.signatures)}"
+            ) from None
 
     def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch through a signature (blocking)."""

@@ -40,27 +40,33 @@ class Server:
         self.settings = settings
         self.metrics = Metrics(tf_module=tf)
         gpus = configure_tensorflow(
-            tf, memory_growth=settings.gpu_memory_growth,
+            tf,
+            memory_growth=settings.gpu_memory_growth,
             intra_op_threads=settings.intra_op_threads,
-            inter_op_threads=settings.inter_op_threads)
+            inter_op_threads=settings.inter_op_threads,
+        )
         self._gpu_count = len(gpus)
         self._run_executor = ThreadPoolExecutor(4, thread_name_prefix="model")
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="loader")
         self._preprocess_executor = ThreadPoolExecutor(2, thread_name_prefix="preprocess")
-        self.repository = ModelRepository(settings, self.metrics, self._run_executor,
-                                          self._load_executor, self.device_for)
-        self.core = InferenceCore(self.repository, settings, self.metrics,
-                                  self._preprocess_executor)
+        self.repository = ModelRepository(
+            settings, self.metrics, self._run_executor, self._load_executor, self.device_for
+        )
+        self.core = InferenceCore(
+            self.repository, settings, self.metrics, self._preprocess_executor
+        )
         self.ops = OpsRest(self.repository, self.metrics)
         token = settings.auth_token
-        self.rest_app = build_rest_app([
-            *TFServingRest(self.core, settings).routes(),
-            *V2Rest(self.core, settings, self.metrics).routes(),
-            *self.ops.routes(),
-            openapi_route(),
-        ], auth_token=token and token.get_secret_value(),
-            open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth
-                                          else {"/metrics"}))
+        self.rest_app = build_rest_app(
+            [
+                *TFServingRest(self.core, settings).routes(),
+                *V2Rest(self.core, settings, self.metrics).routes(),
+                *self.ops.routes(),
+                openapi_route(),
+            ],
+            auth_token=token and token.get_secret_value(),
+            open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth else {"/metrics"}),
+        )
         self.grpc = GrpcServer(settings, self.core, self.metrics, self.ops.is_ready)
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
@@ -77,12 +83,21 @@ class Server:
         await self.repository.start()
         self.grpc_port = await self.grpc.start()
         config = uvicorn.Config(
-            self.rest_app, host=self.settings.host, port=self.settings.rest_port,
-            http="httptools", loop="none", lifespan="off", access_log=False,
-            log_level="warning", backlog=2048, timeout_keep_alive=30,
-            ssl_certfile=self.settings.tls_cert_file, ssl_keyfile=self.settings.tls_key_file,
+            self.rest_app,
+            host=self.settings.host,
+            port=self.settings.rest_port,
+            http="httptools",
+            loop="none",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            backlog=2048,
+            timeout_keep_alive=30,
+            ssl_certfile=self.settings.tls_cert_file,
+            ssl_keyfile=self.settings.tls_key_file,
             # uvicorn types this int, but waits with asyncio.wait_for: a float is kept exact
-            timeout_graceful_shutdown=self.settings.shutdown_timeout_s)  # type: ignore[arg-type]
+            timeout_graceful_shutdown=self.settings.shutdown_timeout_s,
+        )  # type: ignore[arg-type]
         self._uvicorn = uvicorn.Server(config)
         # _serve is serve() without uvicorn's own signal handling: ours drains gracefully
         self._uvicorn_task = asyncio.get_running_loop().create_task(self._uvicorn._serve())
@@ -92,15 +107,21 @@ class Server:
                 raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
             await asyncio.sleep(0.01)
         self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
-        logger.info("REST on %s:%d, gRPC on %s:%d; models: %s", self.settings.host,
-                    self.rest_port, self.settings.host, self.grpc_port,
-                    self.repository.model_names())
+        logger.info(
+            "REST on %s:%d, gRPC on %s:%d; models: %s",
+            self.settings.host,
+            self.rest_port,
+            self.settings.host,
+            self.grpc_port,
+            self.repository.model_names(),
+        )
 
     async def stop(self) -> None:
         """Turn not-ready, stop accepting, finish admitted requests, unload models."""
         self.ops.draining = True
         grpc_stopped = asyncio.get_running_loop().create_task(
-            self.grpc.stop(self.settings.shutdown_timeout_s))
+            self.grpc.stop(self.settings.shutdown_timeout_s)
+        )
         if self._uvicorn is not None and self._uvicorn_task is not None:
             self._uvicorn.should_exit = True
             await self._uvicorn_task

@@ -34,8 +34,7 @@ def list_dirs(path: str) -> list[str]:
         names = tf.io.gfile.listdir(path)
     except (tf.errors.OpError, OSError):
         return []
-    return [name.rstrip("/") for name in names
-            if tf.io.gfile.isdir(join(path, name.rstrip("/")))]
+    return [name.rstrip("/") for name in names if tf.io.gfile.isdir(join(path, name.rstrip("/")))]
 
 
 def inside(base: str, path: str) -> str | None:

@@ -37,17 +37,24 @@ def read_warmup_requests(version_dir: str | Path) -> list[tuple[str, dict[str, n
     return requests
 
 
-def synthetic_batches(runtime: ModelRuntime,
-                      batch_sizes: Iterable[int]) -> list[tuple[str, dict[str, np.ndarray]]]:
+def synthetic_batches(
+    runtime: ModelRuntime, batch_sizes: Iterable[int]
+) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Zero batches for every signature with numeric inputs, at each batch size."""
     batches = []
     for signature in runtime.signatures.values():
         if any(spec.is_string or spec.shape is None for spec in signature.inputs.values()):
             continue
         for size in sorted(set(batch_sizes)):
-            batches.append((signature.name, {
-                name: np.zeros((size, *[d or 1 for d in spec.shape[1:]]), dtype=spec.dtype)
-                for name, spec in signature.inputs.items()}))
+            batches.append(
+                (
+                    signature.name,
+                    {
+                        name: np.zeros((size, *[d or 1 for d in spec.shape[1:]]), dtype=spec.dtype)
+                        for name, spec in signature.inputs.items()
+                    },
+                )
+            )
     return batches
 
 

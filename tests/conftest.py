@@ -75,8 +75,13 @@ class ServerThread:
 
 def make_settings(base: Path, **overrides: Any) -> Settings:
     """Settings for a test server: loopback, free ports, no polling unless asked."""
-    values: dict[str, Any] = {"model_base_path": str(base), "host": "127.0.0.1",
-                              "rest_port": 0, "grpc_port": 0, "poll_interval_s": 0}
+    values: dict[str, Any] = {
+        "model_base_path": str(base),
+        "host": "127.0.0.1",
+        "rest_port": 0,
+        "grpc_port": 0,
+        "poll_interval_s": 0,
+    }
     values.update(overrides)
     return Settings(**values)
 

@@ -34,13 +34,21 @@ class _HalfPlusTwo(tf.Module):
 
 
 class _TwoIO(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                  tf.TensorSpec([None, 2], tf.float32, name="b")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 2], tf.float32, name="a"),
+            tf.TensorSpec([None, 2], tf.float32, name="b"),
+        ]
+    )
     def serve(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"sum": a + b, "product": a * b}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                  tf.TensorSpec([None, 2], tf.float32, name="b")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 2], tf.float32, name="a"),
+            tf.TensorSpec([None, 2], tf.float32, name="b"),
+        ]
+    )
     def difference(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"difference": a - b}
 
@@ -88,16 +96,24 @@ def heavy(version_dir: Path, iterations: int = 400) -> Path:
 def half_plus_two(version_dir: Path, scale: float = 0.5, offset: float = 2.0) -> Path:
     module = _HalfPlusTwo(scale, offset)
     tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
-    write_model_card(version_dir, ModelCard(
-        name="half_plus_two", inputs=(TensorInfo("x", "float32", (-1, 3)),),
-        outputs=(TensorInfo("y", "float32", (-1, 3)),)))
+    write_model_card(
+        version_dir,
+        ModelCard(
+            name="half_plus_two",
+            inputs=(TensorInfo("x", "float32", (-1, 3)),),
+            outputs=(TensorInfo("y", "float32", (-1, 3)),),
+        ),
+    )
     return version_dir
 
 
 def two_io(version_dir: Path) -> Path:
     module = _TwoIO()
-    tf.saved_model.save(module, str(version_dir), signatures={
-        "serving_default": module.serve, "difference": module.difference})
+    tf.saved_model.save(
+        module,
+        str(version_dir),
+        signatures={"serving_default": module.serve, "difference": module.difference},
+    )
     return version_dir
 
 
@@ -110,11 +126,16 @@ def int_doubler(version_dir: Path) -> Path:
 def tiny_image(version_dir: Path) -> Path:
     module = _TinyImage()
     tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
-    write_model_card(version_dir, ModelCard(
-        name="tiny_image", inputs=(TensorInfo("image", "float32", (-1, 8, 8, 1)),),
-        outputs=(TensorInfo("probabilities", "float32", (-1, 4)),),
-        image=ImageContract(color_mode="grayscale", height=8, width=8, resample="bilinear"),
-        labels=("top_left", "top_right", "bottom_left", "bottom_right")))
+    write_model_card(
+        version_dir,
+        ModelCard(
+            name="tiny_image",
+            inputs=(TensorInfo("image", "float32", (-1, 8, 8, 1)),),
+            outputs=(TensorInfo("probabilities", "float32", (-1, 4)),),
+            image=ImageContract(color_mode="grayscale", height=8, width=8, resample="bilinear"),
+            labels=("top_left", "top_right", "bottom_left", "bottom_right"),
+        ),
+    )
     return version_dir
 
 
@@ -123,7 +144,7 @@ def quadrant_image(quadrant: int, size: int = 8) -> np.ndarray:
     pixels = np.zeros((size, size), dtype=np.uint8)
     half = size // 2
     row, col = divmod(quadrant, 2)
-    pixels[row * half:(row + 1) * half, col * half:(col + 1) * half] = 255
+    pixels[row * half : (row + 1) * half, col * half : (col + 1) * half] = 255
     return pixels
 
 

@@ -24,23 +24,27 @@ from service.protocols.http import error_response
 
 SCHEME = b"bearer "
 OPEN_REST_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/openapi.json"})
-OPEN_GRPC_METHODS = frozenset({
-    "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
-    "/inference.GRPCInferenceService/ServerLive",
-    "/inference.GRPCInferenceService/ServerReady",
-})
+OPEN_GRPC_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
+    }
+)
 
 
 def bearer_matches(header: bytes | None, token: bytes) -> bool:
     """Whether an ``Authorization`` value is ``Bearer <token>`` (constant-time compare)."""
-    if header is None or header[:len(SCHEME)].lower() != SCHEME:
+    if header is None or header[: len(SCHEME)].lower() != SCHEME:
         return False
-    return hmac.compare_digest(header[len(SCHEME):].strip(), token)
+    return hmac.compare_digest(header[len(SCHEME) :].strip(), token)
 
 
 def _unauthenticated() -> UnauthenticatedError:
     return UnauthenticatedError(
-        "missing or wrong credentials; expected the header 'Authorization: Bearer <token>'")
+        "missing or wrong credentials; expected the header 'Authorization: Bearer <token>'"
+    )
 
 
 class BearerAuthMiddleware:
@@ -61,8 +65,7 @@ class BearerAuthMiddleware:
         if scope["type"] != "http" or scope["path"] in self._open:
             await self.app(scope, receive, send)
             return
-        header = next((value for name, value in scope["headers"] if name == b"authorization"),
-                      None)
+        header = next((value for name, value in scope["headers"] if name == b"authorization"), None)
         if bearer_matches(header, self._token):
             await self.app(scope, receive, send)
             return
@@ -84,8 +87,8 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
         self._open = frozenset(open_methods)
 
     async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
@@ -118,6 +121,8 @@ def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
     }[kind]
-    return build(abort_stream if handler.response_streaming else abort,
-                 request_deserializer=handler.request_deserializer,
-                 response_serializer=handler.response_serializer)
+    return build(
+        abort_stream if handler.response_streaming else abort,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -41,8 +41,9 @@ def request_id(context: grpc.aio.ServicerContext) -> str:
 
 def send_timing(context: grpc.aio.ServicerContext, timing: Timing) -> None:
     """Trailing metadata with the stage timings (as HTTP's ``Server-Timing``) and the id."""
-    context.set_trailing_metadata((("server-timing", server_timing(timing)),
-                                   (REQUEST_ID_KEY, REQUEST_ID.get())))
+    context.set_trailing_metadata(
+        (("server-timing", server_timing(timing)), (REQUEST_ID_KEY, REQUEST_ID.get()))
+    )
 
 
 def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> float | None:
@@ -57,13 +58,15 @@ def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> floa
     return max(min(candidates), 1e-6)
 
 
-def serving_errors(method: Method[Servicer, Request, Response]
-                   ) -> Method[Servicer, Request, Response]:
+def serving_errors(
+    method: Method[Servicer, Request, Response],
+) -> Method[Servicer, Request, Response]:
     """Map the typed errors of one servicer method to gRPC status codes."""
 
     @functools.wraps(method)
-    async def wrapper(self: Servicer, request: Request,
-                      context: grpc.aio.ServicerContext) -> Response:
+    async def wrapper(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext
+    ) -> Response:
         rid = request_id(context)
         REQUEST_ID.set(rid)  # this call's task only: log records and the access log
         try:
@@ -71,8 +74,9 @@ def serving_errors(method: Method[Servicer, Request, Response]
         except ServingError as exc:
             message = exc.message
             if exc.grpc_code is grpc.StatusCode.INTERNAL:
-                logger.error("internal error in %s (request id %s): %s", method.__qualname__,
-                             rid, message)
+                logger.error(
+                    "internal error in %s (request id %s): %s", method.__qualname__, rid, message
+                )
                 message = f"{message} (request id {rid})"
             await context.abort(exc.grpc_code, message)
         except (grpc.aio.AbortError, grpc.aio.UsageError):
@@ -83,4 +87,3 @@ def serving_errors(method: Method[Servicer, Request, Response]
         raise AssertionError("context.abort returned")  # pragma: no cover
 
     return wrapper
-

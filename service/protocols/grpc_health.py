@@ -38,8 +38,12 @@ class ServingHealth(health.aio.HealthServicer):
         service_names: gRPC services reported with the server's overall status.
     """
 
-    def __init__(self, repository: ModelRepository, is_ready: Callable[[], bool],
-                 service_names: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        is_ready: Callable[[], bool],
+        service_names: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self._repository = repository
         self._is_ready = is_ready
@@ -54,15 +58,17 @@ class ServingHealth(health.aio.HealthServicer):
             await self.set(name, overall)
         models = set(self._repository.model_names())
         for name in models:
-            available = any(mv.state is VersionState.AVAILABLE
-                            for mv in self._repository.versions(name))
+            available = any(
+                mv.state is VersionState.AVAILABLE for mv in self._repository.versions(name)
+            )
             await self.set(name, SERVING if available else NOT_SERVING)
         for name in self._models - models:  # a model whose folder was removed
             await self.set(name, NOT_SERVING)
         self._models |= models
 
-    async def Check(self, request: health_pb2.HealthCheckRequest,
-                    context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         await self.refresh()
         return await super().Check(request, context)
 

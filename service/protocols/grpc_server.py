@@ -92,8 +92,13 @@ class GrpcServer:
         is_ready: the server's readiness (False while loading or draining).
     """
 
-    def __init__(self, settings: Settings, core: InferenceCore, metrics: Metrics,
-                 is_ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        core: InferenceCore,
+        metrics: Metrics,
+        is_ready: Callable[[], bool],
+    ) -> None:
         self._settings = settings
         self._core = core
         self._metrics = metrics
@@ -101,15 +106,15 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self.port = settings.grpc_port
         self._services = self._servicers()
-        self.health = ServingHealth(core.repository, is_ready,
-                                    [name for _, _, name in self._services])
+        self.health = ServingHealth(
+            core.repository, is_ready, [name for _, _, name in self._services]
+        )
 
     def _servicers(self) -> list[tuple[Callable[[Any, Any], None], Any, str]]:
         v2 = V2InferenceServicer(self._core, self._settings, self._metrics, self._is_ready)
         return [
             *tfserving_grpc.servicers(self._core),
-            (grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, v2,
-             V2_SERVICE),
+            (grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, v2, V2_SERVICE),
         ]
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
@@ -121,14 +126,16 @@ class GrpcServer:
         settings = self._settings
         if settings.tls_cert_file is None or settings.tls_key_file is None:
             return server.add_insecure_port(address)
-        credentials = grpc.ssl_server_credentials([(
-            Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())])
+        credentials = grpc.ssl_server_credentials(
+            [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())]
+        )
         return server.add_secure_port(address, credentials)
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful when the setting is 0)."""
-        server = grpc.aio.server(options=server_options(self._settings),
-                                 interceptors=self._interceptors())
+        server = grpc.aio.server(
+            options=server_options(self._settings), interceptors=self._interceptors()
+        )
         names = []
         generic_only = GenericHandlersOnly(server)
         for add, servicer, name in self._services:
@@ -136,9 +143,15 @@ class GrpcServer:
             names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, generic_only)
         names += [HEALTH_SERVICE, REFLECTION_SERVICE]
-        pool = reflection_pool([
-            prediction_service_pb2.DESCRIPTOR, model_service_pb2.DESCRIPTOR,
-            grpc_predict_v2_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR])
+        pool = reflection_pool(
+            [
+                prediction_service_pb2.DESCRIPTOR,
+                model_service_pb2.DESCRIPTOR,
+                grpc_predict_v2_pb2.DESCRIPTOR,
+                health_pb2.DESCRIPTOR,
+                reflection_pb2.DESCRIPTOR,
+            ]
+        )
         reflection.enable_server_reflection(names, server, pool=pool)
         address = f"{self._settings.host}:{self._settings.grpc_port}"
         try:

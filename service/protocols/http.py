@@ -37,8 +37,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"request body is {declared} bytes; the limit is {limit} bytes")
+        raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -118,15 +117,21 @@ def request_timeout(request: Request) -> float | None:
     if not (0 < seconds < math.inf):
         raise InvalidInputError(
             f"header Request-Timeout is {text[:32]!r}; expected a positive number of seconds, "
-            "e.g. 0.5")
+            "e.g. 0.5"
+        )
     return seconds
 
 
-def json_response(content: Any, status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A JSON response written by orjson (numpy arrays serialized natively)."""
-    return Response(orjson.dumps(content, option=JSON_OPTIONS), status_code=status,
-                    headers=headers, media_type="application/json")
+    return Response(
+        orjson.dumps(content, option=JSON_OPTIONS),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def error_response(error: ServingError) -> Response:
@@ -136,11 +141,13 @@ def error_response(error: ServingError) -> Response:
 
 def server_timing(timing: Timing) -> str:
     """An HTTP ``Server-Timing`` header value in milliseconds."""
-    return (f"preprocess;dur={timing.preprocess_s * 1e3:.3f}, "
-            f"queue;dur={timing.queue_s * 1e3:.3f}, "
-            f"inference;dur={timing.inference_s * 1e3:.3f}, "
-            f"postprocess;dur={timing.postprocess_s * 1e3:.3f}, "
-            f"total;dur={timing.total_s * 1e3:.3f}")
+    return (
+        f"preprocess;dur={timing.preprocess_s * 1e3:.3f}, "
+        f"queue;dur={timing.queue_s * 1e3:.3f}, "
+        f"inference;dur={timing.inference_s * 1e3:.3f}, "
+        f"postprocess;dur={timing.postprocess_s * 1e3:.3f}, "
+        f"total;dur={timing.total_s * 1e3:.3f}"
+    )
 
 
 async def handle_serving_error(request: Request, exc: Exception) -> Response:
@@ -156,8 +163,10 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         message = f"no such endpoint {path!r}; the API is described at /openapi.json"
     elif exc.status_code == 405:
-        message = (f"method {request.method} is not allowed on {path!r}; allowed: "
-                   f"{(exc.headers or {}).get('Allow', '')}")
+        message = (
+            f"method {request.method} is not allowed on {path!r}; allowed: "
+            f"{(exc.headers or {}).get('Allow', '')}"
+        )
     else:
         message = str(exc.detail)
     return json_response({"error": message}, status=exc.status_code, headers=exc.headers)
@@ -166,8 +175,12 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     """500 with a log line carrying the request id; never a bare traceback to the client."""
     request_id = request.scope.get("request_id", "")
-    logger.exception("internal error on %s %s (request id %s)", request.method,
-                     request.url.path[:200], request_id)
+    logger.exception(
+        "internal error on %s %s (request id %s)",
+        request.method,
+        request.url.path[:200],
+        request_id,
+    )
     return json_response({"error": f"internal error (request id {request_id})"}, status=500)
 
 
@@ -193,8 +206,7 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", request_id)]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

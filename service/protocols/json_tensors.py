@@ -18,8 +18,9 @@ from service.errors import InvalidInputError
 def _decode_b64(item: Any, where: str) -> bytes:
     if not isinstance(item, dict) or set(item) != {"b64"} or not isinstance(item["b64"], str):
         raise InvalidInputError(
-            f"{where}: expected numbers, strings or {{\"b64\": \"...\"}} objects, "
-            f"got {type(item).__name__} {str(item)[:60]}")
+            f'{where}: expected numbers, strings or {{"b64": "..."}} objects, '
+            f"got {type(item).__name__} {str(item)[:60]}"
+        )
     try:
         return base64.b64decode(item["b64"], validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -43,7 +44,8 @@ def json_to_array(value: Any, where: str = "input") -> np.ndarray:
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInputError(
             f"{where} is not a rectangular tensor ({str(exc).splitlines()[0][:160]}); "
-            "expected lists nested to the same length at each level") from None
+            "expected lists nested to the same length at each level"
+        ) from None
     if array.dtype == object:
         flat = array.reshape(-1)
         if flat.size and isinstance(flat[0], int):

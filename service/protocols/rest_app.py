@@ -19,8 +19,9 @@ from service.protocols.http import (
 )
 
 
-def build_rest_app(routes: list[BaseRoute], auth_token: str | None = None,
-                   open_paths: Iterable[str] = ()) -> Starlette:
+def build_rest_app(
+    routes: list[BaseRoute], auth_token: str | None = None, open_paths: Iterable[str] = ()
+) -> Starlette:
     """A Starlette app over the adapters' routes, with request ids and typed errors.
 
     Args:
@@ -30,12 +31,13 @@ def build_rest_app(routes: list[BaseRoute], auth_token: str | None = None,
     """
     middleware = [Middleware(RequestIdMiddleware)]
     if auth_token is not None:
-        middleware.append(Middleware(BearerAuthMiddleware, token=auth_token,
-                                     open_paths=open_paths))
+        middleware.append(Middleware(BearerAuthMiddleware, token=auth_token, open_paths=open_paths))
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ServingError: handle_serving_error,
-                            HTTPException: handle_http_exception,
-                            Exception: handle_unexpected_error},
+        exception_handlers={
+            ServingError: handle_serving_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected_error,
+        },
     )

@@ -22,8 +22,9 @@ _TFS_STATE = {
 }
 
 
-def model_status_proto(repository: ModelRepository, name: str,
-                       version: int | None) -> get_model_status_pb2.GetModelStatusResponse:
+def model_status_proto(
+    repository: ModelRepository, name: str, version: int | None
+) -> get_model_status_pb2.GetModelStatusResponse:
     """Every version of a model (or the one asked for) with its state and error."""
     versions = repository.versions(name)
     if version is not None:
@@ -44,9 +45,10 @@ def model_status_proto(repository: ModelRepository, name: str,
 
 
 def model_metadata_proto(
-    repository: ModelRepository, name: str, version: int | None,
-) -> tuple[get_model_metadata_pb2.GetModelMetadataResponse,
-           get_model_metadata_pb2.SignatureDefMap]:
+    repository: ModelRepository,
+    name: str,
+    version: int | None,
+) -> tuple[get_model_metadata_pb2.GetModelMetadataResponse, get_model_metadata_pb2.SignatureDefMap]:
     """TF Serving's metadata response (``signature_def``) of the version that would serve."""
     mv = repository.resolve(name, version)
     assert mv.runtime is not None
@@ -54,7 +56,8 @@ def model_metadata_proto(
     for key, signature_def in mv.runtime.signature_defs.items():
         signature_map.signature_def[key].CopyFrom(signature_def)
     response = get_model_metadata_pb2.GetModelMetadataResponse(
-        model_spec=model_pb2.ModelSpec(name=mv.model))
+        model_spec=model_pb2.ModelSpec(name=mv.model)
+    )
     response.model_spec.version.value = mv.version
     response.metadata["signature_def"].Pack(signature_map)
     return response, signature_map

@@ -52,7 +52,8 @@ def loads(body: bytes) -> Any:
             shown = exc.key[:64].encode("unicode_escape").decode("ascii")
             raise InvalidInputError(
                 f"request body repeats the key {shown!r} in one JSON object; each key may "
-                "appear once") from None
+                "appear once"
+            ) from None
     return value
 
 

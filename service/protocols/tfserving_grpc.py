@@ -62,8 +62,9 @@ _DTYPES: dict[int, tuple[np.dtype, str]] = {
     types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
     types_pb2.DT_STRING: (np.dtype(object), "string_val"),
 }
-_TF_DTYPE = {dtype: enum for enum, (dtype, _) in _DTYPES.items() if enum not in (
-    types_pb2.DT_STRING,)}
+_TF_DTYPE = {
+    dtype: enum for enum, (dtype, _) in _DTYPES.items() if enum not in (types_pb2.DT_STRING,)
+}
 
 
 def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
@@ -75,12 +76,14 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
     if entry is None:
         raise InvalidInputError(
             f"input {name!r} has dtype {types_pb2.DataType.Name(proto.dtype)}; supported: "
-            f"{sorted(types_pb2.DataType.Name(d) for d in _DTYPES)}")
+            f"{sorted(types_pb2.DataType.Name(d) for d in _DTYPES)}"
+        )
     dtype, field = entry
     dims = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in dims) or len(dims) > MAX_RANK:
-        raise InvalidInputError(f"input {name!r} has shape {dims[:8]}; expected at most "
-                                f"{MAX_RANK} known sizes (>= 0)")
+        raise InvalidInputError(
+            f"input {name!r} has shape {dims[:8]}; expected at most {MAX_RANK} known sizes (>= 0)"
+        )
     if proto.tensor_content:
         if dtype.kind == "O":
             raise InvalidInputError(f"input {name!r}: DT_STRING values go in string_val")
@@ -89,7 +92,8 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
         if len(content) != count * dtype.itemsize:
             raise InvalidInputError(
                 f"input {name!r} has {len(content)} bytes of tensor_content; shape {dims} of "
-                f"{types_pb2.DataType.Name(proto.dtype)} needs {count * dtype.itemsize}")
+                f"{types_pb2.DataType.Name(proto.dtype)} needs {count * dtype.itemsize}"
+            )
         return reshape(np.frombuffer(content, dtype=dtype), dims, name)
     values: Any = getattr(proto, field)
     if proto.tensor_shape.unknown_rank:
@@ -100,18 +104,21 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
         array[:] = list(values)
     elif field == "half_val":
         array = typed_values(values, np.dtype(np.uint16), f"input {name!r}: half_val").view(
-            np.float16)
+            np.float16
+        )
     else:
         array = typed_values(values, dtype, f"input {name!r}: {field}")
     if len(array) == 1 and count != 1:
         if count > MAX_BROADCAST_ELEMENTS:
             raise PayloadTooLargeError(
                 f"input {name!r}: one value in {field} would be broadcast to shape {dims[:8]} "
-                f"({count} elements); the limit is {MAX_BROADCAST_ELEMENTS}")
+                f"({count} elements); the limit is {MAX_BROADCAST_ELEMENTS}"
+            )
         return reshape(np.full(count, array[0], dtype=array.dtype), dims, name)
     if len(array) != count:
         raise InvalidInputError(
-            f"input {name!r} has {len(array)} values in {field}; shape {dims} needs {count}")
+            f"input {name!r} has {len(array)} values in {field}; shape {dims} needs {count}"
+        )
     return reshape(array, dims, name)
 
 
@@ -126,8 +133,9 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
     """Write ``array`` into an empty ``proto`` in place (no sub-message copies)."""
     if array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v)
-                                for v in array.reshape(-1))
+        proto.string_val.extend(
+            v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.reshape(-1)
+        )
     else:
         enum = _TF_DTYPE.get(array.dtype)
         if enum is None:
@@ -169,12 +177,15 @@ def _example_images(request: classification_pb2.ClassificationRequest) -> list[b
         raise InvalidInputError("Classify got no examples")
     images = []
     for index, example in enumerate(examples):
-        found = [f.bytes_list.value for f in example.features.feature.values()
-                 if f.WhichOneof("kind") == "bytes_list"]
+        found = [
+            f.bytes_list.value
+            for f in example.features.feature.values()
+            if f.WhichOneof("kind") == "bytes_list"
+        ]
         if len(found) != 1 or len(found[0]) != 1:
             raise InvalidInputError(
-                f"example {index} must hold exactly one bytes_list feature with one encoded "
-                "image")
+                f"example {index} must hold exactly one bytes_list feature with one encoded image"
+            )
         images.append(found[0][0])
     return images
 
@@ -187,55 +198,72 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._repository = core.repository
 
     @serving_errors
-    async def Predict(self, request: predict_pb2.PredictRequest,
-                      context: Context) -> predict_pb2.PredictResponse:
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context: Context
+    ) -> predict_pb2.PredictResponse:
         spec = request.model_spec
         with self._core.refusals(spec.name, PROTOCOL):
-            inputs = {name: tensor_proto_to_array(proto, name)
-                      for name, proto in request.inputs.items()}
+            inputs = {
+                name: tensor_proto_to_array(proto, name) for name, proto in request.inputs.items()
+            }
             core_request = InferenceRequest(
-                spec.name, inputs, version=_model_version(self._repository, spec),
+                spec.name,
+                inputs,
+                version=_model_version(self._repository, spec),
                 signature=spec.signature_name or None,
                 output_filter=list(request.output_filter) or None,
-                timeout_s=deadline_s(context), protocol=PROTOCOL)
+                timeout_s=deadline_s(context),
+                protocol=PROTOCOL,
+            )
         response, timing = await self._core.infer(core_request, _encode_predict)
         send_timing(context, timing)
         return response
 
     @serving_errors
     async def GetModelMetadata(
-            self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-            context: Context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Context
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         fields = set(request.metadata_field)
         if fields != {"signature_def"}:
             raise InvalidInputError(
-                f"metadata_field {sorted(fields)} is not supported; ask for "
-                "['signature_def']")
+                f"metadata_field {sorted(fields)} is not supported; ask for ['signature_def']"
+            )
         spec = request.model_spec
-        response, _ = model_metadata_proto(self._repository, spec.name,
-                                           _model_version(self._repository, spec))
+        response, _ = model_metadata_proto(
+            self._repository, spec.name, _model_version(self._repository, spec)
+        )
         return response
 
     @serving_errors
-    async def Classify(self, request: classification_pb2.ClassificationRequest,
-                       context: Context) -> classification_pb2.ClassificationResponse:
+    async def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: Context
+    ) -> classification_pb2.ClassificationResponse:
         spec = request.model_spec
         with self._core.refusals(spec.name, PROTOCOL):
             if spec.signature_name not in ("", "serving_default"):
-                raise InvalidInputError("Classify uses the model's serving_default signature; "
-                                        f"got signature_name {spec.signature_name!r}")
+                raise InvalidInputError(
+                    "Classify uses the model's serving_default signature; "
+                    f"got signature_name {spec.signature_name!r}"
+                )
             version = _model_version(self._repository, spec)
             images = _example_images(request)
         classes, result, timing = await self._core.classify(
-            spec.name, version, images, _ALL_CLASSES, protocol=PROTOCOL,
-            timeout_s=deadline_s(context))
+            spec.name,
+            version,
+            images,
+            _ALL_CLASSES,
+            protocol=PROTOCOL,
+            timeout_s=deadline_s(context),
+        )
         send_timing(context, timing)
-        response = classification_pb2.ClassificationResponse(model_spec=model_pb2.ModelSpec(
-            name=result.model, signature_name=result.signature))
+        response = classification_pb2.ClassificationResponse(
+            model_spec=model_pb2.ModelSpec(name=result.model, signature_name=result.signature)
+        )
         response.model_spec.version.value = result.version
         for scores in classes:
             response.result.classifications.add().classes.extend(
-                classification_pb2.Class(label=s.label, score=s.score) for s in scores)
+                classification_pb2.Class(label=s.label, score=s.score) for s in scores
+            )
         return response
 
 
@@ -247,18 +275,25 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @serving_errors
     async def GetModelStatus(
-            self, request: get_model_status_pb2.GetModelStatusRequest,
-            context: Context) -> get_model_status_pb2.GetModelStatusResponse:
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: Context
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         spec = request.model_spec
-        return model_status_proto(self._repository, spec.name,
-                                  _model_version(self._repository, spec))
+        return model_status_proto(
+            self._repository, spec.name, _model_version(self._repository, spec)
+        )
 
 
 def servicers(core: InferenceCore) -> list[tuple[Callable[[Any, Any], None], Any, str]]:
     """(add-to-server function, servicer, service name) of TF Serving's two services."""
     return [
-        (prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
-         PredictionServicer(core), PREDICTION_SERVICE),
-        (model_service_pb2_grpc.add_ModelServiceServicer_to_server,
-         ModelServicer(core.repository), MODEL_SERVICE),
+        (
+            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
+            PredictionServicer(core),
+            PREDICTION_SERVICE,
+        ),
+        (
+            model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+            ModelServicer(core.repository),
+            MODEL_SERVICE,
+        ),
     ]

@@ -41,8 +41,10 @@ from service.repository import parse_version, validate_model_name
 PROTOCOL = "rest_tfserving"
 """The ``protocol`` label of this adapter's requests."""
 # /v1/models/{name}[/versions/{v} | /labels/{l}][/metadata | :predict | :classify]
-_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]*)|/labels/(?P<label>[^/:]*))?"
-                   r"(?P<tail>/metadata|:[A-Za-z]+)?$")
+_PATH = re.compile(
+    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]*)|/labels/(?P<label>[^/:]*))?"
+    r"(?P<tail>/metadata|:[A-Za-z]+)?$"
+)
 _DEFAULT_TOP_K = 5
 
 
@@ -66,7 +68,8 @@ class TFServingRest:
         if not match:
             raise ModelNotFoundError(
                 f"no such endpoint /v1/models/{path[:120]!r}; expected /v1/models/<name>"
-                "[/versions/<n>|/labels/<label>][/metadata|:predict|:classify]")
+                "[/versions/<n>|/labels/<label>][/metadata|:predict|:classify]"
+            )
         name = validate_model_name(match["name"])
         version = None
         if match["version"] is not None:
@@ -89,22 +92,24 @@ class TFServingRest:
                 return self.metadata(name, version)
         raise ModelNotFoundError(
             f"{request.method} /v1/models/{name}{tail} is not an endpoint; GET status or "
-            "/metadata, POST :predict or :classify")
+            "/metadata, POST :predict or :classify"
+        )
 
     # ----- status and metadata ----------------------------------------------------------
     def status(self, name: str, version: int | None) -> Response:
         proto = model_status_proto(self._core.repository, name, version)
-        return json_response(json_format.MessageToDict(
-            proto, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+        return json_response(
+            json_format.MessageToDict(
+                proto, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+        )
 
     def metadata(self, name: str, version: int | None) -> Response:
         proto, signature_map = model_metadata_proto(self._core.repository, name, version)
         spec = json_format.MessageToDict(proto.model_spec, preserving_proto_field_name=True)
         spec["signature_name"] = ""
-        signature_defs = json_format.MessageToDict(signature_map,
-                                                   preserving_proto_field_name=True)
-        return json_response({"model_spec": spec,
-                              "metadata": {"signature_def": signature_defs}})
+        signature_defs = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
+        return json_response({"model_spec": spec, "metadata": {"signature_def": signature_defs}})
 
     # ----- predict ----------------------------------------------------------------------
     async def predict(self, request: Request, path: str) -> Response:
@@ -112,18 +117,23 @@ class TFServingRest:
             name, version, _ = self._parse_path(path)
             body = parse_json(await read_body(request, self._settings.max_body_bytes))
             if not isinstance(body, dict):
-                raise InvalidInputError("request body must be a JSON object with 'instances' "
-                                        "or 'inputs'")
+                raise InvalidInputError(
+                    "request body must be a JSON object with 'instances' or 'inputs'"
+                )
             inputs, row_format = parse_predict_body(body)
             signature = body.get("signature_name")
             if signature is not None and not isinstance(signature, str):
                 raise InvalidInputError("'signature_name' must be a string")
-            core_request = InferenceRequest(name, inputs, version=version, signature=signature,
-                                            timeout_s=request_timeout(request),
-                                            protocol=PROTOCOL)
+            core_request = InferenceRequest(
+                name,
+                inputs,
+                version=version,
+                signature=signature,
+                timeout_s=request_timeout(request),
+                protocol=PROTOCOL,
+            )
         encode = encode_predictions if row_format else encode_outputs
-        content, timing = await unless_disconnected(
-            request, self._core.infer(core_request, encode))
+        content, timing = await unless_disconnected(request, self._core.infer(core_request, encode))
         return json_response(content, headers={"server-timing": server_timing(timing)})
 
     # ----- classify (images in, top-k labels out) ---------------------------------------
@@ -132,26 +142,32 @@ class TFServingRest:
             name, version, _ = self._parse_path(path)
             k = request.query_params.get("k", str(_DEFAULT_TOP_K))
             if not k.isdigit() or int(k) < 1:
-                raise InvalidInputError(
-                    f"query parameter k must be a positive integer, got {k!r}")
+                raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
             timeout_s = request_timeout(request)
             images, single = await self._classify_images(request)
         classes, result, timing = await unless_disconnected(
-            request, self._core.classify(name, version, images, int(k), protocol=PROTOCOL,
-                                         timeout_s=timeout_s))
-        predictions: Any = _scores_json(classes[0]) if single else [
-            _scores_json(c) for c in classes]
-        return json_response({"model": result.model, "version": result.version,
-                              "predictions": predictions},
-                             headers={"server-timing": server_timing(timing)})
+            request,
+            self._core.classify(
+                name, version, images, int(k), protocol=PROTOCOL, timeout_s=timeout_s
+            ),
+        )
+        predictions: Any = (
+            _scores_json(classes[0]) if single else [_scores_json(c) for c in classes]
+        )
+        return json_response(
+            {"model": result.model, "version": result.version, "predictions": predictions},
+            headers={"server-timing": server_timing(timing)},
+        )
 
     async def _classify_images(self, request: Request) -> tuple[list[bytes], bool]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         limit = self._settings.max_body_bytes
         if content_type == "multipart/form-data":
-            form = await request.form(max_files=self._settings.max_rows_per_request,
-                                      max_fields=self._settings.max_rows_per_request,
-                                      max_part_size=limit)
+            form = await request.form(
+                max_files=self._settings.max_rows_per_request,
+                max_fields=self._settings.max_rows_per_request,
+                max_part_size=limit,
+            )
             files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not files:
                 raise InvalidInputError("multipart body has no file part; expected an image")
@@ -162,7 +178,8 @@ class TFServingRest:
             instances = data.get("instances") if isinstance(data, dict) else None
             if not isinstance(instances, list) or not instances:
                 raise InvalidInputError(
-                    'a JSON :classify body needs {"instances": [{"b64": "..."}, ...]}')
+                    'a JSON :classify body needs {"instances": [{"b64": "..."}, ...]}'
+                )
             array = json_to_array(instances, "instances")
             if array.dtype != object:
                 raise InvalidInputError('instances must be {"b64": "..."} encoded images')
@@ -183,11 +200,14 @@ def parse_predict_body(body: dict[str, Any]) -> tuple[dict[str, np.ndarray], boo
     if ("instances" in body) == ("inputs" in body):
         raise InvalidInputError(
             "request must have exactly one of 'instances' (row format) or 'inputs' "
-            "(columnar format)")
+            "(columnar format)"
+        )
     unknown = set(body) - {"instances", "inputs", "signature_name"}
     if unknown:
-        raise InvalidInputError(f"unknown request keys {sorted(unknown)}; expected "
-                                "'instances' or 'inputs', and optionally 'signature_name'")
+        raise InvalidInputError(
+            f"unknown request keys {sorted(unknown)}; expected "
+            "'instances' or 'inputs', and optionally 'signature_name'"
+        )
     if "instances" in body:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
@@ -197,8 +217,9 @@ def parse_predict_body(body: dict[str, Any]) -> tuple[dict[str, np.ndarray], boo
         return {UNNAMED_INPUT: json_to_array(instances, "instances")}, True
     inputs = body["inputs"]
     if _is_named(inputs):
-        return {name: json_to_array(value, f"input {name!r}")
-                for name, value in inputs.items()}, False
+        return {
+            name: json_to_array(value, f"input {name!r}") for name, value in inputs.items()
+        }, False
     return {UNNAMED_INPUT: json_to_array(inputs, "inputs")}, False
 
 
@@ -212,7 +233,8 @@ def _rows_to_columns(instances: list[Any]) -> dict[str, np.ndarray]:
     for index, row in enumerate(instances):
         if not isinstance(row, dict) or set(row) != set(names):
             raise InvalidInputError(
-                f"instance {index} does not name the same inputs as instance 0 ({names})")
+                f"instance {index} does not name the same inputs as instance 0 ({names})"
+            )
         for name in names:
             columns[name].append(row[name])
     return {name: json_to_array(values, f"input {name!r}") for name, values in columns.items()}
@@ -225,8 +247,9 @@ def encode_predictions(result: InferenceResult) -> dict[str, Any]:
         return {"predictions": array_to_json(next(iter(outputs.values())))}
     columns = {name: array_to_json(value) for name, value in outputs.items()}
     rows = len(next(iter(outputs.values())))
-    return {"predictions": [{name: column[i] for name, column in columns.items()}
-                            for i in range(rows)]}
+    return {
+        "predictions": [{name: column[i] for name, column in columns.items()} for i in range(rows)]
+    }
 
 
 def encode_outputs(result: InferenceResult) -> dict[str, Any]:

@@ -47,8 +47,10 @@ Context = grpc.aio.ServicerContext
 
 def _parameters(parameters: Any) -> dict[str, Any]:
     """An ``InferParameter`` map → plain values."""
-    return {key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
-            for key, value in parameters.items()}
+    return {
+        key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+        for key, value in parameters.items()
+    }
 
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
@@ -57,7 +59,8 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
     if raw and len(raw) != len(request.inputs):
         raise InvalidInputError(
             f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "
-            "expected one per input, in order")
+            "expected one per input, in order"
+        )
     inputs: dict[str, np.ndarray] = {}
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
@@ -68,7 +71,8 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
             if tensor.HasField("contents"):
                 raise InvalidInputError(
                     f"input {name!r} sets contents while raw_input_contents is used; "
-                    "use one or the other")
+                    "use one or the other"
+                )
             inputs[name] = raw_to_array(raw[index], tensor.datatype, shape, name)
         else:
             inputs[name] = contents_to_array(tensor.contents, tensor.datatype, shape, name)
@@ -79,8 +83,9 @@ def encode_response(request_id: str) -> Callable[[InferenceResult], pb.ModelInfe
     """The core's encoder for one call: every output as raw contents."""
 
     def encode(result: InferenceResult) -> pb.ModelInferResponse:
-        response = pb.ModelInferResponse(model_name=result.model,
-                                         model_version=str(result.version), id=request_id)
+        response = pb.ModelInferResponse(
+            model_name=result.model, model_version=str(result.version), id=request_id
+        )
         for name, array in result.outputs.items():  # filled in place: no message copies
             output = response.outputs.add()
             output.name = name
@@ -102,8 +107,13 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         is_ready: the server's readiness (False while loading or draining).
     """
 
-    def __init__(self, core: InferenceCore, settings: Settings, metrics: Metrics,
-                 is_ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        core: InferenceCore,
+        settings: Settings,
+        metrics: Metrics,
+        is_ready: Callable[[], bool],
+    ) -> None:
         self._core = core
         self._repository = core.repository
         self._settings = settings
@@ -111,56 +121,69 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._is_ready = is_ready
 
     @serving_errors
-    async def ServerLive(self, request: pb.ServerLiveRequest,
-                         context: Context) -> pb.ServerLiveResponse:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     @serving_errors
-    async def ServerReady(self, request: pb.ServerReadyRequest,
-                          context: Context) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._is_ready())
 
     @serving_errors
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest,
-                             context: Context) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(**server_metadata())
 
     @serving_errors
-    async def ModelReady(self, request: pb.ModelReadyRequest,
-                         context: Context) -> pb.ModelReadyResponse:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
         version = parse_model_version(request.version)
         return pb.ModelReadyResponse(ready=model_ready(self._repository, request.name, version))
 
     @serving_errors
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
-                            context: Context) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
         version = parse_model_version(request.version)
-        return json_format.ParseDict(model_metadata(self._repository, request.name, version),
-                                     pb.ModelMetadataResponse())
+        return json_format.ParseDict(
+            model_metadata(self._repository, request.name, version), pb.ModelMetadataResponse()
+        )
 
     @serving_errors
-    async def ModelConfig(self, request: pb.ModelConfigRequest,
-                          context: Context) -> pb.ModelConfigResponse:
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
         version = parse_model_version(request.version)
         config = model_config(self._repository, self._settings, request.name, version)
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
 
     @serving_errors
-    async def ModelStatistics(self, request: pb.ModelStatisticsRequest,
-                              context: Context) -> pb.ModelStatisticsResponse:
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
         version = parse_model_version(request.version)
         stats = model_statistics(self._repository, self._metrics, request.name, version)
         return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
 
     @serving_errors
-    async def ModelInfer(self, request: pb.ModelInferRequest,
-                         context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
         with self._core.refusals(request.model_name, PROTOCOL):
             timeout = deadline_s(context, timeout_parameter(_parameters(request.parameters)))
-            core_req = core_request(request.model_name,
-                                    parse_model_version(request.model_version),
-                                    decode_inputs(request), [o.name for o in request.outputs],
-                                    timeout, PROTOCOL)
+            core_req = core_request(
+                request.model_name,
+                parse_model_version(request.model_version),
+                decode_inputs(request),
+                [o.name for o in request.outputs],
+                timeout,
+                PROTOCOL,
+            )
         response, timing = await self._core.infer(core_req, encode_response(request.id))
         send_timing(context, timing)
         return response

@@ -49,43 +49,50 @@ def timeout_parameter(parameters: dict[str, Any]) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidInputError(
-            f"parameter 'timeout' must be a positive integer (microseconds), got {value!r}")
+            f"parameter 'timeout' must be a positive integer (microseconds), got {value!r}"
+        )
     return value / 1e6
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec_datatype(spec),
-            "shape": spec.shape_for_display()}
+    return {"name": spec.name, "datatype": spec_datatype(spec), "shape": spec.shape_for_display()}
 
 
-def _signature(repository: ModelRepository, name: str,
-               version: int | None) -> tuple[int, Signature]:
+def _signature(
+    repository: ModelRepository, name: str, version: int | None
+) -> tuple[int, Signature]:
     mv = repository.resolve(name, version)
     if mv.runtime is None:
         raise InvalidInputError(f"model {name!r} version {mv.version} has no runtime")
     return mv.version, mv.runtime.signature(None)
 
 
-def model_metadata(repository: ModelRepository, name: str,
-                   version: int | None) -> dict[str, Any]:
+def model_metadata(repository: ModelRepository, name: str, version: int | None) -> dict[str, Any]:
     """``GET /v2/models/{m}`` / ``ModelMetadata`` of the version that would serve."""
     _, signature = _signature(repository, name, version)
-    versions = [str(mv.version) for mv in repository.versions(name)
-                if mv.state is VersionState.AVAILABLE]
-    return {"name": name, "versions": versions, "platform": PLATFORM,
-            "inputs": [_tensor(s) for s in signature.inputs.values()],
-            "outputs": [_tensor(s) for s in signature.outputs.values()]}
+    versions = [
+        str(mv.version) for mv in repository.versions(name) if mv.state is VersionState.AVAILABLE
+    ]
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": PLATFORM,
+        "inputs": [_tensor(s) for s in signature.inputs.values()],
+        "outputs": [_tensor(s) for s in signature.outputs.values()],
+    }
 
 
 def model_ready(repository: ModelRepository, name: str, version: int | None) -> bool:
     """Whether the model (or the given version) is AVAILABLE; unknown names raise 404."""
     versions = repository.versions(name)
-    return any(mv.state is VersionState.AVAILABLE and version in (None, mv.version)
-               for mv in versions)
+    return any(
+        mv.state is VersionState.AVAILABLE and version in (None, mv.version) for mv in versions
+    )
 
 
-def model_config(repository: ModelRepository, settings: Settings, name: str,
-                 version: int | None) -> dict[str, Any]:
+def model_config(
+    repository: ModelRepository, settings: Settings, name: str, version: int | None
+) -> dict[str, Any]:
     """Triton's model configuration: the fields Triton clients and perf_analyzer read.
 
     When every signature tensor has a variable first dimension the model batches:
@@ -97,11 +104,16 @@ def model_config(repository: ModelRepository, settings: Settings, name: str,
     skip = 1 if batches else 0
 
     def tensor(spec: TensorSpec) -> dict[str, Any]:
-        return {"name": spec.name, "data_type": f"TYPE_{_config_type(spec)}",
-                "dims": spec.shape_for_display()[skip:]}
+        return {
+            "name": spec.name,
+            "data_type": f"TYPE_{_config_type(spec)}",
+            "dims": spec.shape_for_display()[skip:],
+        }
 
     config: dict[str, Any] = {
-        "name": name, "platform": PLATFORM, "backend": BACKEND,
+        "name": name,
+        "platform": PLATFORM,
+        "backend": BACKEND,
         "max_batch_size": settings.max_rows_per_request if batches else 0,
         "input": [tensor(s) for s in signature.inputs.values()],
         "output": [tensor(s) for s in signature.outputs.values()],
@@ -110,7 +122,8 @@ def model_config(repository: ModelRepository, settings: Settings, name: str,
     if batching.enabled and batches:
         config["dynamic_batching"] = {
             "preferred_batch_size": batching.allowed_batch_sizes or [batching.max_batch_size],
-            "max_queue_delay_microseconds": int(batching.batch_timeout_ms * 1000)}
+            "max_queue_delay_microseconds": int(batching.batch_timeout_ms * 1000),
+        }
     return config
 
 
@@ -126,9 +139,20 @@ def output_names(requested: list[str]) -> list[str] | None:
     return requested or None
 
 
-def core_request(name: str, version: int | None, inputs: dict[str, Any], outputs: list[str],
-                 timeout_s: float | None, protocol: str) -> InferenceRequest:
+def core_request(
+    name: str,
+    version: int | None,
+    inputs: dict[str, Any],
+    outputs: list[str],
+    timeout_s: float | None,
+    protocol: str,
+) -> InferenceRequest:
     """The core's request for a v2 inference call."""
-    return InferenceRequest(name, inputs, version=version,
-                            output_filter=output_names(outputs), timeout_s=timeout_s,
-                            protocol=protocol)
+    return InferenceRequest(
+        name,
+        inputs,
+        version=version,
+        output_filter=output_names(outputs),
+        timeout_s=timeout_s,
+        protocol=protocol,
+    )

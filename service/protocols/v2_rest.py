@@ -58,8 +58,10 @@ from service.repository import parse_version, validate_model_name
 PROTOCOL = "rest_v2"
 """The ``protocol`` label of this adapter's requests."""
 HEADER_LENGTH = "inference-header-content-length"
-_PATH = re.compile(r"^(?P<name>[^/]+)(?:/versions/(?P<version>[^/]*))?"
-                   r"(?P<tail>/ready|/config|/stats|/infer)?$")
+_PATH = re.compile(
+    r"^(?P<name>[^/]+)(?:/versions/(?P<version>[^/]*))?"
+    r"(?P<tail>/ready|/config|/stats|/infer)?$"
+)
 Encoded = tuple[bytes, list[bytes]]
 
 
@@ -69,7 +71,8 @@ def _parse_path(path: str) -> tuple[str, int | None, str]:
     if not match:
         raise ModelNotFoundError(
             f"no such endpoint /v2/models/{path[:120]!r}; expected /v2/models/<name>"
-            "[/versions/<n>][/ready|/config|/stats|/infer]")
+            "[/versions/<n>][/ready|/config|/stats|/infer]"
+        )
     version = None if match["version"] is None else parse_version(match["version"])
     return validate_model_name(match["name"]), version, match["tail"] or ""
 
@@ -96,7 +99,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview]
     if not header_length.isdigit() or int(header_length) > len(body):
         raise InvalidInputError(
             f"Inference-Header-Content-Length is {header_length[:20]!r}; expected the byte "
-            f"length of the JSON header, at most the body length {len(body)}")
+            f"length of the JSON header, at most the body length {len(body)}"
+        )
     length = int(header_length)
     return parse_json(body[:length]), memoryview(body)[length:]
 
@@ -116,22 +120,29 @@ def decode_inputs(items: Any, binary: memoryview) -> dict[str, np.ndarray]:
             raise InvalidInputError(f"input {name!r} is given more than once")
         shape = checked_shape(item.get("shape"), name)
         size = _object(item.get("parameters"), f"parameters of input {name!r}").get(
-            "binary_data_size")
+            "binary_data_size"
+        )
         if size is None:
             if "data" not in item:
                 raise InvalidInputError(f"input {name!r} has neither 'data' nor binary data")
             inputs[name] = json_to_array(item["data"], datatype, shape, name)
             continue
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0 \
-                or offset + size > len(binary):
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or size < 0
+            or offset + size > len(binary)
+        ):
             raise InvalidInputError(
                 f"input {name!r} has binary_data_size {size!r}; {len(binary) - offset} bytes "
-                "of binary data are left")
-        inputs[name] = raw_to_array(bytes(binary[offset:offset + size]), datatype, shape, name)
+                "of binary data are left"
+            )
+        inputs[name] = raw_to_array(bytes(binary[offset : offset + size]), datatype, shape, name)
         offset += size
     if offset != len(binary):
         raise InvalidInputError(
-            f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+            f"the body has {len(binary) - offset} bytes of binary data that no input claims"
+        )
     return inputs
 
 
@@ -151,15 +162,19 @@ def requested_outputs(items: Any, default_binary: bool) -> dict[str, bool]:
     return wanted
 
 
-def encoder(request_id: Any, binary: dict[str, bool],
-            default_binary: bool) -> Callable[[InferenceResult], Encoded]:
+def encoder(
+    request_id: Any, binary: dict[str, bool], default_binary: bool
+) -> Callable[[InferenceResult], Encoded]:
     """The core's encoder: the JSON header and the binary output data."""
 
     def encode(result: InferenceResult) -> Encoded:
         outputs, blobs = [], []
         for name, array in result.outputs.items():
-            entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array.dtype),
-                                     "shape": list(array.shape)}
+            entry: dict[str, Any] = {
+                "name": name,
+                "datatype": datatype_of(array.dtype),
+                "shape": list(array.shape),
+            }
             if binary.get(name, default_binary):
                 raw = array_to_raw(array)
                 entry["parameters"] = {"binary_data_size": len(raw)}
@@ -167,8 +182,11 @@ def encoder(request_id: Any, binary: dict[str, bool],
             else:
                 entry["data"] = array_to_json(array)
             outputs.append(entry)
-        doc: dict[str, Any] = {"model_name": result.model,
-                               "model_version": str(result.version), "outputs": outputs}
+        doc: dict[str, Any] = {
+            "model_name": result.model,
+            "model_version": str(result.version),
+            "outputs": outputs,
+        }
         if request_id is not None:
             doc["id"] = request_id
         return orjson.dumps(doc, option=JSON_OPTIONS), blobs
@@ -192,8 +210,10 @@ class V2Rest:
         self._metrics = metrics
 
     def routes(self) -> list[Route]:
-        return [Route("/v2", self.server_metadata, methods=["GET"]),
-                Route("/v2/models/{path:path}", self.dispatch, methods=["GET", "POST"])]
+        return [
+            Route("/v2", self.server_metadata, methods=["GET"]),
+            Route("/v2/models/{path:path}", self.dispatch, methods=["GET", "POST"]),
+        ]
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response(server_metadata())
@@ -211,11 +231,11 @@ class V2Rest:
         if request.method == "GET" and tail == "/config":
             return json_response(model_config(self._repository, self._settings, name, version))
         if request.method == "GET" and tail == "/stats":
-            return json_response(model_statistics(self._repository, self._metrics, name,
-                                                  version))
+            return json_response(model_statistics(self._repository, self._metrics, name, version))
         raise ModelNotFoundError(
             f"{request.method} /v2/models/{name}{tail} is not an endpoint; GET metadata, "
-            "/ready, /config or /stats, POST /infer")
+            "/ready, /config or /stats, POST /infer"
+        )
 
     async def infer(self, request: Request, path: str) -> Response:
         with self._core.refusals(path.split("/", 1)[0], PROTOCOL):
@@ -226,15 +246,22 @@ class V2Rest:
             parameters = _object(doc.get("parameters"), "'parameters'")
             default_binary = _flag(parameters, "binary_data_output", False)
             outputs = requested_outputs(doc.get("outputs"), default_binary)
-            timeouts = [t for t in (timeout_parameter(parameters), request_timeout(request))
-                        if t]
-            core_req = core_request(name, version, decode_inputs(doc.get("inputs"), binary),
-                                    list(outputs), min(timeouts, default=None), PROTOCOL)
-        (header, blobs), timing = await unless_disconnected(request, self._core.infer(
-            core_req, encoder(doc.get("id"), outputs, default_binary)))
+            timeouts = [t for t in (timeout_parameter(parameters), request_timeout(request)) if t]
+            core_req = core_request(
+                name,
+                version,
+                decode_inputs(doc.get("inputs"), binary),
+                list(outputs),
+                min(timeouts, default=None),
+                PROTOCOL,
+            )
+        (header, blobs), timing = await unless_disconnected(
+            request, self._core.infer(core_req, encoder(doc.get("id"), outputs, default_binary))
+        )
         headers = {"server-timing": server_timing(timing)}
         if not blobs:
             return Response(header, media_type="application/json", headers=headers)
         headers[HEADER_LENGTH] = str(len(header))
-        return Response(b"".join([header, *blobs]), media_type="application/octet-stream",
-                        headers=headers)
+        return Response(
+            b"".join([header, *blobs]), media_type="application/octet-stream", headers=headers
+        )

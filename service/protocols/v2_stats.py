@@ -59,12 +59,15 @@ def _compute(v: dict[str, float]) -> dict[str, dict[str, int]]:
     model time, so its mean is the model time per request amortized over batching; the
     sums stay additive, so differences between two readings remain exact."""
     requests = v.get("ok_count", 0.0)
-    return {stage: _duration(requests, v.get(f"{stage}_sum", 0))
-            for stage in ("compute_input", "compute_infer", "compute_output")}
+    return {
+        stage: _duration(requests, v.get(f"{stage}_sum", 0))
+        for stage in ("compute_input", "compute_infer", "compute_output")
+    }
 
 
-def model_statistics(repository: ModelRepository, metrics: Metrics, name: str,
-                     version: int | None) -> dict[str, Any]:
+def model_statistics(
+    repository: ModelRepository, metrics: Metrics, name: str, version: int | None
+) -> dict[str, Any]:
     """Statistics of every loaded version of one model (or of every model for ``""``)."""
     models = [name] if name else repository.model_names()
     values = _read(metrics)
@@ -76,15 +79,23 @@ def model_statistics(repository: ModelRepository, metrics: Metrics, name: str,
             v = values.get((model, str(mv.version)), {})
             requests = v.get("ok_count", 0.0) + v.get("fail_count", 0.0)
             ok_share = v.get("ok_count", 0.0) / requests if requests else 0.0
-            stats.append({
-                "name": model, "version": str(mv.version), "last_inference": 0,
-                "inference_count": int(v.get("items", 0)),
-                "execution_count": int(v.get("batches", 0)),
-                "inference_stats": {
-                    "success": _duration(v.get("ok_count", 0), v.get("request_s", 0) * ok_share),
-                    "fail": _duration(v.get("fail_count", 0),
-                                      v.get("request_s", 0) * (1 - ok_share)),
-                    "queue": _duration(v.get("queue_count", 0), v.get("queue_sum", 0)),
-                    **_compute(v),
-                }})
+            stats.append(
+                {
+                    "name": model,
+                    "version": str(mv.version),
+                    "last_inference": 0,
+                    "inference_count": int(v.get("items", 0)),
+                    "execution_count": int(v.get("batches", 0)),
+                    "inference_stats": {
+                        "success": _duration(
+                            v.get("ok_count", 0), v.get("request_s", 0) * ok_share
+                        ),
+                        "fail": _duration(
+                            v.get("fail_count", 0), v.get("request_s", 0) * (1 - ok_share)
+                        ),
+                        "queue": _duration(v.get("queue_count", 0), v.get("queue_sum", 0)),
+                        **_compute(v),
+                    },
+                }
+            )
     return {"model_stats": stats}

@@ -18,10 +18,18 @@ from service.errors import InvalidInputError
 from service.runtime import TensorSpec
 
 DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
 _BY_NUMPY = {dtype: name for name, dtype in DATATYPES.items() if name != "BYTES"}
@@ -49,8 +57,8 @@ def numpy_dtype(datatype: str, name: str) -> np.dtype:
         return DATATYPES[datatype]
     except KeyError:
         raise InvalidInputError(
-            f"input {name!r} has datatype {datatype!r}; expected one of "
-            f"{sorted(DATATYPES)}") from None
+            f"input {name!r} has datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
+        ) from None
 
 
 MAX_DIM = 2**63 - 1
@@ -59,13 +67,18 @@ MAX_RANK = 32
 
 def checked_shape(shape: Sequence[Any], name: str) -> tuple[int, ...]:
     """A request's tensor shape: a list of at most 32 non-negative 64-bit integers."""
-    if not isinstance(shape, Sequence) or isinstance(shape, str | bytes) \
-            or len(shape) > MAX_RANK or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM
-            for d in shape):
+    if (
+        not isinstance(shape, Sequence)
+        or isinstance(shape, str | bytes)
+        or len(shape) > MAX_RANK
+        or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
+        )
+    ):
         raise InvalidInputError(
             f"input {name!r} has shape {str(shape)[:80]}; expected a list of at most "
-            f"{MAX_RANK} non-negative 64-bit integers")
+            f"{MAX_RANK} non-negative 64-bit integers"
+        )
     return tuple(shape)
 
 
@@ -81,8 +94,7 @@ def typed_values(values: Any, dtype: np.dtype, where: str) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
             return np.asarray(values, dtype=dtype)
     except (OverflowError, ValueError) as exc:
-        raise InvalidInputError(f"{where}: a value is out of range for {dtype}: {exc}"
-                                ) from None
+        raise InvalidInputError(f"{where}: a value is out of range for {dtype}: {exc}") from None
 
 
 def reshape(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray:
@@ -92,7 +104,8 @@ def reshape(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray:
         return array.reshape(shape)
     except (ValueError, OverflowError) as exc:
         raise InvalidInputError(
-            f"input {name!r} cannot take shape {list(shape)[:8]}: {exc}") from None
+            f"input {name!r} cannot take shape {list(shape)[:8]}: {exc}"
+        ) from None
 
 
 def raw_to_array(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -104,14 +117,16 @@ def raw_to_array(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -
         if len(items) != count:
             raise InvalidInputError(
                 f"input {name!r} holds {len(items)} BYTES elements; shape {list(shape)} "
-                f"needs {count}")
+                f"needs {count}"
+            )
         array = np.empty(count, dtype=object)
         array[:] = items
         return reshape(array, shape, name)
     if len(raw) != count * dtype.itemsize:
         raise InvalidInputError(
             f"input {name!r} has {len(raw)} bytes of data; shape {list(shape)} of {datatype} "
-            f"needs {count * dtype.itemsize}")
+            f"needs {count * dtype.itemsize}"
+        )
     return reshape(np.frombuffer(raw, dtype=dtype), shape, name)
 
 
@@ -122,13 +137,15 @@ def _split_bytes(raw: bytes, name: str) -> list[bytes]:
     while offset < end:
         if offset + 4 > end:
             raise InvalidInputError(
-                f"input {name!r}: BYTES data ends inside a 4-byte length prefix")
+                f"input {name!r}: BYTES data ends inside a 4-byte length prefix"
+            )
         (length,) = _LENGTH.unpack_from(raw, offset)
         offset += 4
         if offset + length > end:
             raise InvalidInputError(
-                f"input {name!r}: a BYTES element of {length} bytes runs past the data end")
-        items.append(bytes(view[offset:offset + length]))
+                f"input {name!r}: a BYTES element of {length} bytes runs past the data end"
+            )
+        items.append(bytes(view[offset : offset + length]))
         offset += length
     return items
 
@@ -152,11 +169,13 @@ def json_to_array(data: Any, datatype: str, shape: tuple[int, ...], name: str) -
         values = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise InvalidInputError(
-            f"input {name!r}: data is not a rectangular list of values") from None
+            f"input {name!r}: data is not a rectangular list of values"
+        ) from None
     kind = values.dtype.kind
     if datatype == "BYTES":
-        if kind not in "USO" or (kind == "O" and not all(
-                isinstance(v, str | bytes) for v in values.reshape(-1))):
+        if kind not in "USO" or (
+            kind == "O" and not all(isinstance(v, str | bytes) for v in values.reshape(-1))
+        ):
             raise InvalidInputError(f"input {name!r} is BYTES; expected strings in 'data'")
         flat = np.empty(values.size, dtype=object)
         flat[:] = [v.encode("utf-8") if isinstance(v, str) else v for v in values.reshape(-1)]
@@ -167,50 +186,63 @@ def json_to_array(data: Any, datatype: str, shape: tuple[int, ...], name: str) -
     elif kind not in "biuf" or (kind == "f" and dtype.kind in "iu"):
         raise InvalidInputError(
             f"input {name!r} is {datatype}; 'data' holds "
-            f"{'non-integer' if kind == 'f' else 'non-numeric'} values")
+            f"{'non-integer' if kind == 'f' else 'non-numeric'} values"
+        )
     else:
         with np.errstate(over="ignore", invalid="ignore"):
             values = values.astype(dtype)
     if values.size != _size(shape):
         raise InvalidInputError(
-            f"input {name!r} has {values.size} values; shape {list(shape)} needs "
-            f"{_size(shape)}")
+            f"input {name!r} has {values.size} values; shape {list(shape)} needs {_size(shape)}"
+        )
     return reshape(values, shape, name)
 
 
 def array_to_json(array: np.ndarray) -> Any:
     """ndarray → flat JSON data (numpy passes through orjson; BYTES become strings)."""
     if array.dtype.kind in "OSU":
-        return [item.decode("utf-8", "replace") if isinstance(item, bytes | bytearray)
-                else str(item) for item in array.reshape(-1)]
+        return [
+            item.decode("utf-8", "replace") if isinstance(item, bytes | bytearray) else str(item)
+            for item in array.reshape(-1)
+        ]
     if array.dtype == np.float16:
         return array.astype(np.float32).reshape(-1)
     return np.ascontiguousarray(array).reshape(-1)
 
 
 _CONTENTS_FIELD = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
-    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
-    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
-    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
-def contents_to_array(contents: Any, datatype: str, shape: tuple[int, ...],
-                      name: str) -> np.ndarray:
+def contents_to_array(
+    contents: Any, datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
     """gRPC ``InferTensorContents`` (the typed repeated field) → ndarray of ``shape``."""
     dtype = numpy_dtype(datatype, name)
     field = _CONTENTS_FIELD.get(datatype)
     if field is None:
         raise InvalidInputError(
             f"input {name!r} is {datatype}, which has no typed contents field; send it in "
-            "raw_input_contents")
+            "raw_input_contents"
+        )
     values = getattr(contents, field)
     count = _size(shape)
     if len(values) != count:
         raise InvalidInputError(
-            f"input {name!r} has {len(values)} values in {field}; shape {list(shape)} needs "
-            f"{count}")
+            f"input {name!r} has {len(values)} values in {field}; shape {list(shape)} needs {count}"
+        )
     if datatype == "BYTES":
         array = np.empty(count, dtype=object)
         array[:] = list(values)

@@ -31,8 +31,10 @@ def require_binary(name: str) -> str:
     """The path of a system binary; missing fails under CI (``CI=true``), else skips."""
     path = shutil.which(name)
     if path is None:
-        message = (f"{name} is not installed: run `make deps-system` (Debian's prometheus "
-                   "package provides promtool and prometheus)")
+        message = (
+            f"{name} is not installed: run `make deps-system` (Debian's prometheus "
+            "package provides promtool and prometheus)"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -72,8 +74,26 @@ _RANGES = re.compile(r"\[[^\[\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 _OFFSET = re.compile(r"\boffset\s+-?[0-9a-z]+")
 _IDENT = re.compile(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*")
-_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-                       "offset", "and", "or", "unless", "inf", "nan", "Inf", "NaN", "atan2"})
+_KEYWORDS = frozenset(
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+        "and",
+        "or",
+        "unless",
+        "inf",
+        "nan",
+        "Inf",
+        "NaN",
+        "atan2",
+    }
+)
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)")
 
 
@@ -95,7 +115,7 @@ def metric_names(expr: str) -> set[str]:
     text = _OFFSET.sub("", text)
     names = set()
     for match in _IDENT.finditer(text):
-        rest = text[match.end():].lstrip()
+        rest = text[match.end() :].lstrip()
         if match.group() in _KEYWORDS or rest.startswith("("):
             continue
         names.add(match.group())
@@ -104,6 +124,7 @@ def metric_names(expr: str) -> set[str]:
 
 def dashboard_queries(dashboard: dict) -> Iterable[tuple[str, str]]:
     """(where, PromQL) of every panel target and every query variable of a dashboard."""
+
     def panels(items: list[dict]) -> Iterable[dict]:
         for panel in items:
             yield panel
@@ -116,8 +137,10 @@ def dashboard_queries(dashboard: dict) -> Iterable[tuple[str, str]]:
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") == "query":
             query = variable["query"]
-            yield f"variable {variable['name']}", query.get("query", query) if isinstance(
-                query, dict) else query
+            yield (
+                f"variable {variable['name']}",
+                query.get("query", query) if isinstance(query, dict) else query,
+            )
 
 
 def grafana_to_promql(expr: str) -> str:

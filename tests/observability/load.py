@@ -32,13 +32,15 @@ class LoadResult:
         return self.statuses.get(200, 0)
 
 
-async def _run(url: str, path: str, body: bytes, concurrency: int, duration_s: float,
-               max_requests: int) -> LoadResult:
+async def _run(
+    url: str, path: str, body: bytes, concurrency: int, duration_s: float, max_requests: int
+) -> LoadResult:
     parts = urlsplit(url)
     assert parts.hostname in ("127.0.0.1", "localhost"), url
-    request = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     result = LoadResult()
     started = time.monotonic()
     stop_at = started + duration_s
@@ -65,29 +67,48 @@ async def _run(url: str, path: str, body: bytes, concurrency: int, duration_s: f
     return result
 
 
-def closed_loop(url: str, path: str, body: bytes, concurrency: int, duration_s: float,
-                max_requests: int = 50_000) -> LoadResult:
+def closed_loop(
+    url: str,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    duration_s: float,
+    max_requests: int = 50_000,
+) -> LoadResult:
     """Load from this process; every request is answered before it returns."""
     return asyncio.run(_run(url, path, body, concurrency, duration_s, max_requests))
 
 
-def closed_loop_process(url: str, path: str, body: bytes, concurrency: int,
-                        duration_s: float, workdir: Path) -> LoadResult:
+def closed_loop_process(
+    url: str, path: str, body: bytes, concurrency: int, duration_s: float, workdir: Path
+) -> LoadResult:
     """The same load from a child interpreter (so client and server do not share a GIL)."""
     body_file = workdir / "load-body.json"
     body_file.write_bytes(body)
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.observability.load", url, path, str(body_file),
-         str(concurrency), str(duration_s)],
-        capture_output=True, text=True, timeout=duration_s + 60, check=True,
-        cwd=Path(__file__).resolve().parents[2])
+        [
+            sys.executable,
+            "-m",
+            "tests.observability.load",
+            url,
+            path,
+            str(body_file),
+            str(concurrency),
+            str(duration_s),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     data = json.loads(completed.stdout)
-    return LoadResult(data["sent"], {int(k): v for k, v in data["statuses"].items()},
-                      data["elapsed_s"])
+    return LoadResult(
+        data["sent"], {int(k): v for k, v in data["statuses"].items()}, data["elapsed_s"]
+    )
 
 
 if __name__ == "__main__":
     _url, _path, _body, _concurrency, _seconds = sys.argv[1:6]
-    _result = closed_loop(_url, _path, Path(_body).read_bytes(), int(_concurrency),
-                          float(_seconds))
+    _result = closed_loop(_url, _path, Path(_body).read_bytes(), int(_concurrency), float(_seconds))
     print(json.dumps(asdict(_result)))

@@ -23,8 +23,9 @@ def grpc_port(server: ServerThread) -> int:
 
 
 @pytest.fixture(scope="module")
-def locust_run(server: ServerThread, fixture_repository: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict], Path]:
+def locust_run(
+    server: ServerThread, fixture_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, dict], Path]:
     """One headless Locust run; its stats rows keyed by request name, and its output dir."""
     locust = Path(sys.executable).parent / "locust"
     assert locust.exists(), "locust is missing: it is in the dev extra (make install)"
@@ -35,13 +36,39 @@ def locust_run(server: ServerThread, fixture_repository: Path,
     if grpc_port(server):
         users.append("GrpcUser")
         args = ["--grpc-target", f"127.0.0.1:{grpc_port(server)}"]
-    command = [str(locust), "-f", str(REPO_ROOT / "loadtest" / "locustfile.py"), "--headless",
-               "--host", server.rest_url, "-u", "6", "-r", "6", "-t", f"{RUN_S}s",
-               "--stop-timeout", "5", "--csv", str(out / "smoke"),
-               "--html", str(out / "smoke.html"), "--only-summary", "--model", model,
-               *args, *users]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=RUN_S + 120,
-                               cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+    command = [
+        str(locust),
+        "-f",
+        str(REPO_ROOT / "loadtest" / "locustfile.py"),
+        "--headless",
+        "--host",
+        server.rest_url,
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "-t",
+        f"{RUN_S}s",
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(out / "smoke"),
+        "--html",
+        str(out / "smoke.html"),
+        "--only-summary",
+        "--model",
+        model,
+        *args,
+        *users,
+    ]
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=RUN_S + 120,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+    )
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
     with (out / "smoke_stats.csv").open() as f:
         rows = {row["Name"]: row for row in csv.DictReader(f)}
@@ -63,8 +90,9 @@ def test_every_rest_task_ran(locust_run: tuple[dict[str, dict], Path]) -> None:
     assert set(counts) == REST_TASKS and all(c > 0 for c in counts.values()), counts
 
 
-def test_every_grpc_task_ran(server: ServerThread,
-                             locust_run: tuple[dict[str, dict], Path]) -> None:
+def test_every_grpc_task_ran(
+    server: ServerThread, locust_run: tuple[dict[str, dict], Path]
+) -> None:
     if not grpc_port(server):
         pytest.skip("the server has no gRPC port yet: the gRPC tasks were not run")
     rows, _ = locust_run

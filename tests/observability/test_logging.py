@@ -63,8 +63,9 @@ def test_text_formatter_keeps_traceback_lines_but_escapes_them() -> None:
 
 
 def test_json_formatter_writes_one_parseable_ascii_line() -> None:
-    line = JsonFormatter().format(record("unknown model %s", HOSTILE, request_id="rid-2",
-                                         user="x\u202ey"))
+    line = JsonFormatter().format(
+        record("unknown model %s", HOSTILE, request_id="rid-2", user="x\u202ey")
+    )
     assert_clean(line)
     assert line.isascii()
     entry = json.loads(line)
@@ -107,10 +108,17 @@ def test_configure_logging_access_lines(log_json: bool, restore_logging: None) -
         assert_clean(line)
     if log_json:
         access, other = (json.loads(line) for line in lines)
-        assert {k: access[k] for k in ("request_id", "model", "version", "protocol",
-                                       "status", "duration_ms")} == {
-            "request_id": "req 7", "model": HOSTILE, "version": "3",
-            "protocol": "rest_tfserving", "status": "OK", "duration_ms": 12.346}
+        assert {
+            k: access[k]
+            for k in ("request_id", "model", "version", "protocol", "status", "duration_ms")
+        } == {
+            "request_id": "req 7",
+            "model": HOSTILE,
+            "version": "3",
+            "protocol": "rest_tfserving",
+            "status": "OK",
+            "duration_ms": 12.346,
+        }
         assert access["logger"] == ACCESS_LOGGER
         assert other["request_id"] == "ctx-id"
     else:
@@ -122,8 +130,7 @@ def test_configure_logging_access_lines(log_json: bool, restore_logging: None) -
 
 def test_access_log_off_writes_nothing(restore_logging: None) -> None:
     stream = io.StringIO()
-    configure_logging(SimpleNamespace(log_level="INFO", log_json=True, access_log=False),
-                      stream)
+    configure_logging(SimpleNamespace(log_level="INFO", log_json=True, access_log=False), stream)
     assert not logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
 
 
@@ -141,35 +148,47 @@ def access_records(caplog: pytest.LogCaptureFixture) -> list[dict]:
     return [r.fields for r in caplog.records if r.name == ACCESS_LOGGER]
 
 
-def test_server_writes_one_access_line_per_request(rest: httpx.Client, traffic_model: str,
-                                                   access_log_on: None,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_server_writes_one_access_line_per_request(
+    rest: httpx.Client, traffic_model: str, access_log_on: None, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     body = instances_for(rest, traffic_model)
-    ok = rest.post(f"/v1/models/{traffic_model}:predict", json=body,
-                   headers={"x-request-id": "trace-abc-1"})
+    ok = rest.post(
+        f"/v1/models/{traffic_model}:predict", json=body, headers={"x-request-id": "trace-abc-1"}
+    )
     missing = rest.post("/v1/models/no_such_model:predict", json=body)
     lines = access_records(caplog)
     assert len(lines) == 2, lines
     first, second = lines
     assert first["request_id"] == ok.headers["x-request-id"] == "trace-abc-1"
     assert (first["model"], first["version"], first["protocol"], first["status"]) == (
-        traffic_model, "1", "rest_tfserving", "OK")
+        traffic_model,
+        "1",
+        "rest_tfserving",
+        "OK",
+    )
     assert 0 < first["duration_ms"] < 60_000
     assert second["request_id"] == missing.headers["x-request-id"] != ""
     assert (second["model"], second["version"], second["status"]) == (
-        "no_such_model", "", "NOT_FOUND")
-    entry = json.loads(JsonFormatter().format(
-        next(r for r in caplog.records if r.name == ACCESS_LOGGER)))
+        "no_such_model",
+        "",
+        "NOT_FOUND",
+    )
+    entry = json.loads(
+        JsonFormatter().format(next(r for r in caplog.records if r.name == ACCESS_LOGGER))
+    )
     assert entry["request_id"] == "trace-abc-1" and entry["status"] == "OK"
 
 
-def test_no_access_line_when_access_log_is_off(rest: httpx.Client, traffic_model: str,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_no_access_line_when_access_log_is_off(
+    rest: httpx.Client, traffic_model: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
-    response = rest.post(f"/v1/models/{traffic_model}:predict",
-                         json=instances_for(rest, traffic_model))
+    response = rest.post(
+        f"/v1/models/{traffic_model}:predict", json=instances_for(rest, traffic_model)
+    )
     assert response.status_code == 200
     assert access_records(caplog) == []
-    assert [r for r in caplog.records if r.levelno >= logging.INFO
-            and r.name.startswith("service")] == []
+    assert [
+        r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("service")
+    ] == []

@@ -36,8 +36,10 @@ def model_version(rest: httpx.Client, model: str) -> str:
 
 def server_timing(header: str) -> dict[str, float]:
     """``name;dur=ms`` entries of a Server-Timing header, in milliseconds."""
-    return {m["name"]: float(m["dur"])
-            for m in re.finditer(r"(?P<name>\w+);dur=(?P<dur>[0-9.]+)", header)}
+    return {
+        m["name"]: float(m["dur"])
+        for m in re.finditer(r"(?P<name>\w+);dur=(?P<dur>[0-9.]+)", header)
+    }
 
 
 def test_live_metrics_pass_promtool_check(rest: httpx.Client, traffic_model: str) -> None:
@@ -45,8 +47,9 @@ def test_live_metrics_pass_promtool_check(rest: httpx.Client, traffic_model: str
     rest.post(f"/v1/models/{traffic_model}:predict", json=instances_for(rest, traffic_model))
     rest.post("/v1/models/no_such_model:predict", json={"instances": [[1.0]]})
     text, samples = scrape(rest)
-    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                             text=True, timeout=60)
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip() == "" and checked.stderr.strip() == ""
     names = series_names(samples)
@@ -54,8 +57,9 @@ def test_live_metrics_pass_promtool_check(rest: httpx.Client, traffic_model: str
     assert {n.split("_", 1)[0] for n in names} <= {"primer", "process", "python"}
 
 
-def test_counts_equal_requests_per_model_version_protocol(rest: httpx.Client,
-                                                          traffic_model: str) -> None:
+def test_counts_equal_requests_per_model_version_protocol(
+    rest: httpx.Client, traffic_model: str
+) -> None:
     version = model_version(rest, traffic_model)
     body = instances_for(rest, traffic_model, rows=2)
     labels = {"model": traffic_model, "version": version}
@@ -64,8 +68,9 @@ def test_counts_equal_requests_per_model_version_protocol(rest: httpx.Client,
     for _ in range(ok):
         assert rest.post(f"/v1/models/{traffic_model}:predict", json=body).status_code == 200
     for _ in range(bad):  # a row of the wrong width: INVALID_ARGUMENT after resolving
-        response = rest.post(f"/v1/models/{traffic_model}:predict",
-                             json={"instances": [[1.0, 2.0]]})
+        response = rest.post(
+            f"/v1/models/{traffic_model}:predict", json={"instances": [[1.0, 2.0]]}
+        )
         assert response.status_code == 400
     _, after = scrape(rest)
 
@@ -76,8 +81,7 @@ def test_counts_equal_requests_per_model_version_protocol(rest: httpx.Client,
     assert delta("primer_requests_total", protocol=PROTOCOL, code="INVALID_ARGUMENT") == bad
     assert delta("primer_requests_total") == ok + bad
     assert delta("primer_request_duration_seconds_count", protocol=PROTOCOL) == ok + bad
-    assert delta("primer_request_duration_seconds_bucket", protocol=PROTOCOL,
-                 le="+Inf") == ok + bad
+    assert delta("primer_request_duration_seconds_bucket", protocol=PROTOCOL, le="+Inf") == ok + bad
     for stage in STAGES:  # observed once per request that ran
         assert delta(f"primer_{stage}_duration_seconds_count") == ok, stage
     assert delta("primer_items_total") == 2 * ok
@@ -88,44 +92,58 @@ def test_counts_equal_requests_per_model_version_protocol(rest: httpx.Client,
     assert value(after, "primer_queue_depth", **labels) == 0
 
 
-def send_predictions(server: ServerThread, rest: httpx.Client, model: str, protocol: str,
-                     count: int) -> None:
+def send_predictions(
+    server: ServerThread, rest: httpx.Client, model: str, protocol: str, count: int
+) -> None:
     """``count`` successful one-row predictions of zeros over ``protocol``."""
     body = instances_for(rest, model)
     array = np.asarray(body["instances"], dtype=np.float32)
     metadata = rest.get(f"/v1/models/{model}/metadata").json()["metadata"]
-    input_name = next(iter(
-        metadata["signature_def"]["signature_def"]["serving_default"]["inputs"]))
+    input_name = next(iter(metadata["signature_def"]["signature_def"]["serving_default"]["inputs"]))
     if protocol.startswith("grpc"):
         channel = grpc.insecure_channel(server.grpc_target)
     for _ in range(count):
         if protocol == "rest_tfserving":
             assert rest.post(f"/v1/models/{model}:predict", json=body).status_code == 200
         elif protocol == "rest_v2":
-            response = rest.post(f"/v2/models/{model}/infer", json={"inputs": [{
-                "name": input_name, "shape": list(array.shape), "datatype": "FP32",
-                "data": array.reshape(-1).tolist()}]})
+            response = rest.post(
+                f"/v2/models/{model}/infer",
+                json={
+                    "inputs": [
+                        {
+                            "name": input_name,
+                            "shape": list(array.shape),
+                            "datatype": "FP32",
+                            "data": array.reshape(-1).tolist(),
+                        }
+                    ]
+                },
+            )
             assert response.status_code == 200, response.text
         elif protocol == "grpc_tfserving":
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model
             request.inputs[input_name].CopyFrom(tf.make_tensor_proto(array))
-            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request,
-                                                                               timeout=30)
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
         else:
             request = v2.ModelInferRequest(
-                model_name=model, inputs=[v2.ModelInferRequest.InferInputTensor(
-                    name=input_name, datatype="FP32", shape=list(array.shape))],
-                raw_input_contents=[array.tobytes()])
+                model_name=model,
+                inputs=[
+                    v2.ModelInferRequest.InferInputTensor(
+                        name=input_name, datatype="FP32", shape=list(array.shape)
+                    )
+                ],
+                raw_input_contents=[array.tobytes()],
+            )
             v2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
     if protocol.startswith("grpc"):
         channel.close()
 
 
-@pytest.mark.parametrize("protocol", ["rest_tfserving", "rest_v2", "grpc_tfserving",
-                                      "grpc_v2"])
-def test_counts_are_exact_per_protocol(server: ServerThread, rest: httpx.Client,
-                                       traffic_model: str, protocol: str) -> None:
+@pytest.mark.parametrize("protocol", ["rest_tfserving", "rest_v2", "grpc_tfserving", "grpc_v2"])
+def test_counts_are_exact_per_protocol(
+    server: ServerThread, rest: httpx.Client, traffic_model: str, protocol: str
+) -> None:
     if protocol.startswith("grpc") and not getattr(server.server, "grpc_port", 0):
         pytest.skip("the server has no gRPC port")
     labels = {"model": traffic_model, "version": model_version(rest, traffic_model)}
@@ -161,8 +179,11 @@ def test_stage_timing_of_an_image_request(rest: httpx.Client, traffic_model: str
     digit = sorted((Path(__file__).resolve().parents[2] / "loadtest" / "data").glob("*.png"))
     if not digit:
         pytest.skip("no sample digits in loadtest/data")
-    response = rest.post("/v1/models/mnist_dnn:classify", content=digit[0].read_bytes(),
-                         headers={"content-type": "image/png"})
+    response = rest.post(
+        "/v1/models/mnist_dnn:classify",
+        content=digit[0].read_bytes(),
+        headers={"content-type": "image/png"},
+    )
     assert response.status_code == 200
     timing = server_timing(response.headers["server-timing"])
     assert timing["preprocess"] > 0
@@ -170,24 +191,40 @@ def test_stage_timing_of_an_image_request(rest: httpx.Client, traffic_model: str
 
 
 @pytest.fixture(scope="module")
-def load_run(server: ServerThread, rest: httpx.Client, traffic_model: str,
-             tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadResult, dict[str, float]]:
+def load_run(
+    server: ServerThread,
+    rest: httpx.Client,
+    traffic_model: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[LoadResult, dict[str, float]]:
     """32 concurrent connections for 4 s from a child process; metric deltas per model."""
     version = model_version(rest, traffic_model)
     body = orjson.dumps(instances_for(rest, traffic_model))
     _, before = scrape(rest)
-    result = closed_loop_process(server.rest_url, f"/v1/models/{traffic_model}:predict",
-                                 body, concurrency=32, duration_s=4.0,
-                                 workdir=tmp_path_factory.mktemp("load"))
+    result = closed_loop_process(
+        server.rest_url,
+        f"/v1/models/{traffic_model}:predict",
+        body,
+        concurrency=32,
+        duration_s=4.0,
+        workdir=tmp_path_factory.mktemp("load"),
+    )
     _, after = scrape(rest)
     labels = {"model": traffic_model, "version": version}
-    names = ["primer_request_duration_seconds_sum", "primer_request_duration_seconds_count",
-             "primer_batch_size_sum", "primer_batch_size_count", "primer_requests_total",
-             *(f"primer_{s}_duration_seconds_{k}" for s in STAGES for k in ("sum", "count"))]
+    names = [
+        "primer_request_duration_seconds_sum",
+        "primer_request_duration_seconds_count",
+        "primer_batch_size_sum",
+        "primer_batch_size_count",
+        "primer_requests_total",
+        *(f"primer_{s}_duration_seconds_{k}" for s in STAGES for k in ("sum", "count")),
+    ]
     deltas = {n: value(after, n, **labels) - value(before, n, **labels) for n in names}
-    print(f"\nload run: {result.sent} requests in {result.elapsed_s:.1f}s "
-          f"({result.sent / result.elapsed_s:.0f} req/s), statuses {result.statuses}, "
-          f"mean batch {deltas['primer_batch_size_sum'] / deltas['primer_batch_size_count']:.1f}")
+    print(
+        f"\nload run: {result.sent} requests in {result.elapsed_s:.1f}s "
+        f"({result.sent / result.elapsed_s:.0f} req/s), statuses {result.statuses}, "
+        f"mean batch {deltas['primer_batch_size_sum'] / deltas['primer_batch_size_count']:.1f}"
+    )
     return result, deltas
 
 
@@ -201,7 +238,8 @@ def test_load_run_is_counted_exactly(load_run: tuple[LoadResult, dict[str, float
 
 
 def test_stage_histogram_sums_match_request_durations(
-        load_run: tuple[LoadResult, dict[str, float]]) -> None:
+    load_run: tuple[LoadResult, dict[str, float]],
+) -> None:
     _, deltas = load_run
     total = deltas["primer_request_duration_seconds_sum"]
     stages = sum(deltas[f"primer_{s}_duration_seconds_sum"] for s in STAGES)
@@ -209,8 +247,7 @@ def test_stage_histogram_sums_match_request_durations(
     assert abs(stages - total) <= 0.10 * total, (stages, total)
 
 
-def test_batches_form_under_concurrency_32(
-        load_run: tuple[LoadResult, dict[str, float]]) -> None:
+def test_batches_form_under_concurrency_32(load_run: tuple[LoadResult, dict[str, float]]) -> None:
     _, deltas = load_run
     mean = deltas["primer_batch_size_sum"] / deltas["primer_batch_size_count"]
     assert mean >= 8, f"mean batch size {mean:.2f} under concurrency 32"

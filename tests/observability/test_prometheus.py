@@ -56,10 +56,18 @@ def prometheus(server: ServerThread, tmp_path: Path) -> Iterator[httpx.Client]:
     port = free_port()
     log = (tmp_path / "prometheus.log").open("w")
     process = subprocess.Popen(
-        [binary, f"--config.file={scrape_config_for(server.server.rest_port, tmp_path)}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        [
+            binary,
+            f"--config.file={scrape_config_for(server.server.rest_port, tmp_path)}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1h",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -87,8 +95,9 @@ def query(prometheus: httpx.Client, expr: str, where: str = "") -> list[dict]:
 
 
 @pytest.mark.timeout(240)
-def test_prometheus_sees_request_rate(prometheus: httpx.Client, rest: httpx.Client,
-                                      traffic_model: str) -> None:
+def test_prometheus_sees_request_rate(
+    prometheus: httpx.Client, rest: httpx.Client, traffic_model: str
+) -> None:
     body = instances_for(rest, traffic_model)
     stop = threading.Event()
 

@@ -25,14 +25,25 @@ from tests.observability.helpers import (
     series_names,
 )
 
-ALERTS = {"PrimerHighErrorRatio", "PrimerLatencyP99High", "PrimerQueueSaturated",
-          "PrimerRequestsShed", "PrimerModelVersionFailed", "PrimerModelUnavailable",
-          "PrimerTargetDown"}
+ALERTS = {
+    "PrimerHighErrorRatio",
+    "PrimerLatencyP99High",
+    "PrimerQueueSaturated",
+    "PrimerRequestsShed",
+    "PrimerModelVersionFailed",
+    "PrimerModelUnavailable",
+    "PrimerTargetDown",
+}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_binary("promtool"), *args], capture_output=True, text=True,
-                          timeout=120, cwd=PROMETHEUS_DIR)
+    return subprocess.run(
+        [require_binary("promtool"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROMETHEUS_DIR,
+    )
 
 
 def alert_rules() -> list[dict]:
@@ -59,8 +70,7 @@ def test_alert_rules_fire_for_their_cases_only() -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert {rule["alert"] for rule in alert_rules()} == ALERTS
     cases = yaml.safe_load((PROMETHEUS_DIR / "alerts_test.yml").read_text())["tests"]
-    firing = {t["alertname"] for case in cases for t in case["alert_rule_test"]
-              if t["exp_alerts"]}
+    firing = {t["alertname"] for case in cases for t in case["alert_rule_test"] if t["exp_alerts"]}
     assert firing == ALERTS, "every alert has a case where it fires"
 
 
@@ -72,15 +82,22 @@ def test_scrape_config_targets_the_rest_port() -> None:
     assert job["static_configs"][0]["targets"] == ["localhost:8501"]
 
 
-@pytest.mark.parametrize(("expr", "names"), [
-    ('sum by (model, le) (rate(primer_x_bucket{job=~"$job", a="b(c)"}[$__rate_interval]))',
-     {"primer_x_bucket"}),
-    ("histogram_quantile(0.99, sum without (instance) (rate(a_b[5m] offset 1h))) > 0.5",
-     {"a_b"}),
-    ("a / on (model) group_left (state) b{x='1e3'} * 1e3 and bool_c", {"a", "b", "bool_c"}),
-    ("label_values(primer_model_state{job=~\"$job\"}, model)", {"primer_model_state"}),
-    ('up{job="primer-serving"} == 0', {"up"}),
-])
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        (
+            'sum by (model, le) (rate(primer_x_bucket{job=~"$job", a="b(c)"}[$__rate_interval]))',
+            {"primer_x_bucket"},
+        ),
+        (
+            "histogram_quantile(0.99, sum without (instance) (rate(a_b[5m] offset 1h))) > 0.5",
+            {"a_b"},
+        ),
+        ("a / on (model) group_left (state) b{x='1e3'} * 1e3 and bool_c", {"a", "b", "bool_c"}),
+        ('label_values(primer_model_state{job=~"$job"}, model)', {"primer_model_state"}),
+        ('up{job="primer-serving"} == 0', {"up"}),
+    ],
+)
 def test_metric_name_extraction(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
 
@@ -88,8 +105,7 @@ def test_metric_name_extraction(expr: str, names: set[str]) -> None:
 def test_every_queried_metric_is_exported(rest: httpx.Client, traffic_model: str) -> None:
     rest.post(f"/v1/models/{traffic_model}:predict", json=instances_for(rest, traffic_model))
     text, samples = scrape(rest)
-    exported = (series_names(samples) | SYNTHETIC_SERIES
-                | (DEVICE_SERIES & declared_families(text)))
+    exported = series_names(samples) | SYNTHETIC_SERIES | (DEVICE_SERIES & declared_families(text))
     missing = {}
     for where, expr in all_queries():
         names = metric_names(expr)
@@ -107,8 +123,18 @@ def test_dashboard_is_well_formed() -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
     titles = " | ".join(p["title"] for p in panels).lower()
-    for topic in ("request rate", "error", "p50 / p95 / p99", "stage", "batch size",
-                  "queue depth", "rejected", "state", "cpu", "memory"):
+    for topic in (
+        "request rate",
+        "error",
+        "p50 / p95 / p99",
+        "stage",
+        "batch size",
+        "queue depth",
+        "rejected",
+        "state",
+        "cpu",
+        "memory",
+    ):
         assert topic in titles, topic
     for panel in panels:
         grid = panel["gridPos"]

@@ -31,8 +31,10 @@ def health_status(channel: grpc.Channel, service: str = "") -> int:
 def assert_serving(channel: grpc.Channel) -> None:
     """The server still answers SERVING, overall and for the gRPC services."""
     assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
-    assert health_status(channel, "tensorflow.serving.PredictionService") == \
-        health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health_status(channel, "tensorflow.serving.PredictionService")
+        == health_pb2.HealthCheckResponse.SERVING
+    )
 
 
 @pytest.fixture(scope="session")

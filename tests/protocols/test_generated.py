@@ -11,9 +11,13 @@ from tests.conftest import REPO_ROOT
 
 def test_generated_code_is_up_to_date() -> None:
     result = subprocess.run(
-        ["bash", str(REPO_ROOT / "tools" / "check_generated.sh")], capture_output=True,
-        text=True, timeout=120, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
-        cwd=Path(REPO_ROOT))
+        ["bash", str(REPO_ROOT / "tools" / "check_generated.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
+        cwd=Path(REPO_ROOT),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

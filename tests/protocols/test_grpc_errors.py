@@ -46,14 +46,25 @@ def error_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThr
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
     fixtures.two_io(base / "slow" / "1")
     module = _Numerics()
-    tf.saved_model.save(module, str(base / "numerics" / "1"),
-                        signatures={"serving_default": module.serve})
+    tf.saved_model.save(
+        module, str(base / "numerics" / "1"), signatures={"serving_default": module.serve}
+    )
     settings = make_settings(
-        base, max_rows_per_request=4, grpc_max_message_bytes=MAX_MESSAGE_BYTES,
+        base,
+        max_rows_per_request=4,
+        grpc_max_message_bytes=MAX_MESSAGE_BYTES,
         request_timeout_s=REQUEST_TIMEOUT_S,
-        models={"slow": {"batching": {"max_batch_size": 64, "batch_timeout_ms": 30_000,
-                                      "batch_fill_gap_ms": 0,
-                                      "max_queue_size": 1}}})
+        models={
+            "slow": {
+                "batching": {
+                    "max_batch_size": 64,
+                    "batch_timeout_ms": 30_000,
+                    "batch_fill_gap_ms": 0,
+                    "max_queue_size": 1,
+                }
+            }
+        },
+    )
     thread = ServerThread(settings).start()
     with grpc.insecure_channel(thread.grpc_target) as channel:
         deadline = time.monotonic() + 120
@@ -75,8 +86,9 @@ def stub(channel: grpc.Channel) -> prediction_service_pb2_grpc.PredictionService
     return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
 
-def request(model: str, version: int | None = None,
-            **inputs: np.ndarray) -> predict_pb2.PredictRequest:
+def request(
+    model: str, version: int | None = None, **inputs: np.ndarray
+) -> predict_pb2.PredictRequest:
     message = predict_pb2.PredictRequest()
     message.model_spec.name = model
     if version is not None:
@@ -86,8 +98,13 @@ def request(model: str, version: int | None = None,
     return message
 
 
-def expect(stub: Any, message: predict_pb2.PredictRequest, code: grpc.StatusCode,
-           needle: str, channel: grpc.Channel) -> None:
+def expect(
+    stub: Any,
+    message: predict_pb2.PredictRequest,
+    code: grpc.StatusCode,
+    needle: str,
+    channel: grpc.Channel,
+) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Predict(message, timeout=60)
     assert info.value.code() is code, info.value.details()
@@ -99,27 +116,41 @@ ROW = np.ones((1, 3), np.float32)
 
 
 def test_not_found(stub, channel) -> None:
-    expect(stub, request("no_such_model", x=ROW), grpc.StatusCode.NOT_FOUND, "not found",
-           channel)
-    expect(stub, request("half_plus_two", 9, x=ROW), grpc.StatusCode.NOT_FOUND,
-           "no version 9", channel)
+    expect(stub, request("no_such_model", x=ROW), grpc.StatusCode.NOT_FOUND, "not found", channel)
+    expect(
+        stub, request("half_plus_two", 9, x=ROW), grpc.StatusCode.NOT_FOUND, "no version 9", channel
+    )
 
 
 def test_unavailable_for_a_version_that_failed_to_load(stub, channel) -> None:
-    expect(stub, request("half_plus_two", 2, x=ROW), grpc.StatusCode.UNAVAILABLE, "FAILED",
-           channel)
+    expect(stub, request("half_plus_two", 2, x=ROW), grpc.StatusCode.UNAVAILABLE, "FAILED", channel)
 
 
 def test_invalid_argument(stub, channel) -> None:
-    expect(stub, request("half_plus_two", x=np.ones((1, 2), np.float32)),
-           grpc.StatusCode.INVALID_ARGUMENT, "expects [-1, 3]", channel)
-    expect(stub, request("half_plus_two", x=np.array([b"text"], dtype=object)),
-           grpc.StatusCode.INVALID_ARGUMENT, "not bytes", channel)
+    expect(
+        stub,
+        request("half_plus_two", x=np.ones((1, 2), np.float32)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "expects [-1, 3]",
+        channel,
+    )
+    expect(
+        stub,
+        request("half_plus_two", x=np.array([b"text"], dtype=object)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "not bytes",
+        channel,
+    )
 
 
 def test_resource_exhausted_for_too_many_rows(stub, channel) -> None:
-    expect(stub, request("half_plus_two", x=np.ones((5, 3), np.float32)),
-           grpc.StatusCode.RESOURCE_EXHAUSTED, "the limit is 4", channel)
+    expect(
+        stub,
+        request("half_plus_two", x=np.ones((5, 3), np.float32)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "the limit is 4",
+        channel,
+    )
 
 
 def test_resource_exhausted_for_a_message_over_the_limit(stub, channel) -> None:

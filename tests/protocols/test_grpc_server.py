@@ -18,9 +18,13 @@ from service.protocols.grpc_server import GenericHandlersOnly
 from tests.conftest import ServerThread, make_settings
 from tests.protocols.conftest import health_status
 
-SERVICES = {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
-            "inference.GRPCInferenceService", "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"}
+SERVICES = {
+    "tensorflow.serving.PredictionService",
+    "tensorflow.serving.ModelService",
+    "inference.GRPCInferenceService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+}
 
 
 def test_reflection_lists_and_describes_every_service(channel: grpc.Channel) -> None:
@@ -28,11 +32,18 @@ def test_reflection_lists_and_describes_every_service(channel: grpc.Channel) -> 
     assert set(database.get_services()) == SERVICES
     pool = descriptor_pool.DescriptorPool(database)
     v2 = pool.FindServiceByName("inference.GRPCInferenceService")
-    assert {m.name for m in v2.methods} >= {"ServerLive", "ServerReady", "ModelReady",
-                                            "ServerMetadata", "ModelMetadata", "ModelInfer",
-                                            "ModelConfig"}
-    predict = pool.FindServiceByName(
-        "tensorflow.serving.PredictionService").methods_by_name["Predict"]
+    assert {m.name for m in v2.methods} >= {
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+        "ModelConfig",
+    }
+    predict = pool.FindServiceByName("tensorflow.serving.PredictionService").methods_by_name[
+        "Predict"
+    ]
     assert predict.input_type.full_name == "tensorflow.serving.PredictRequest"
     tensor = pool.FindMessageTypeByName("tensorflow.TensorProto")
     assert "tensor_content" in tensor.fields_by_name
@@ -40,8 +51,10 @@ def test_reflection_lists_and_describes_every_service(channel: grpc.Channel) -> 
 
 def test_health_overall_per_service_and_per_model(channel: grpc.Channel) -> None:
     serving = health_pb2.HealthCheckResponse.SERVING
-    for service in ("", *sorted(SERVICES - {"grpc.reflection.v1alpha.ServerReflection",
-                                            "grpc.health.v1.Health"})):
+    for service in (
+        "",
+        *sorted(SERVICES - {"grpc.reflection.v1alpha.ServerReflection", "grpc.health.v1.Health"}),
+    ):
         assert health_status(channel, service) == serving, service
     for model in ("half_plus_two", "two_io", "tiny_image"):
         assert health_status(channel, model) == serving
@@ -54,7 +67,8 @@ def test_draining_reports_not_serving_to_watchers(fixture_repository: Path) -> N
     thread = ServerThread(make_settings(fixture_repository, shutdown_timeout_s=5)).start()
     with grpc.insecure_channel(thread.grpc_target) as chan:
         stream = health_pb2_grpc.HealthStub(chan).Watch(
-            health_pb2.HealthCheckRequest(service=""), timeout=60)
+            health_pb2.HealthCheckRequest(service=""), timeout=60
+        )
         assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
         stopper = threading.Thread(target=thread.stop)
         stopper.start()
@@ -84,7 +98,8 @@ async def test_generated_services_register_only_their_generic_handler() -> None:
         await servicer.set("svc", health_pb2.HealthCheckResponse.SERVING)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
             reply = await health_pb2_grpc.HealthStub(chan).Check(
-                health_pb2.HealthCheckRequest(service="svc"), timeout=10)
+                health_pb2.HealthCheckRequest(service="svc"), timeout=10
+            )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(None)

@@ -16,10 +16,13 @@ def test_grpc_frame_is_the_length_prefixed_message() -> None:
     assert grpc_frame(b"") == b"\x00" * 5
 
 
-@pytest.mark.parametrize(("concurrency", "connections", "expected"), [
-    (32, 2, (2, 16)), (1, 2, (1, 1)), (8, 3, (2, 4)), (7, 2, (1, 7))])
+@pytest.mark.parametrize(
+    ("concurrency", "connections", "expected"),
+    [(32, 2, (2, 16)), (1, 2, (1, 1)), (8, 3, (2, 4)), (7, 2, (1, 7))],
+)
 def test_connection_split_keeps_the_concurrency_exact(
-        concurrency: int, connections: int, expected: tuple[int, int]) -> None:
+    concurrency: int, connections: int, expected: tuple[int, int]
+) -> None:
     assert connection_split(concurrency, connections) == expected
 
 
@@ -27,9 +30,14 @@ def test_h2load_calls_are_served_and_counted(server: ServerThread) -> None:
     digit = np.random.default_rng(0).random((1, 28, 28), np.float32)
     metrics = f"{server.rest_url}/metrics"
     before = request_codes(metrics, "mnist_dnn", "grpc_tfserving")
-    result = run_h2load_grpc(server.grpc_target, METHODS["tfserving"],
-                             predict_request_bytes("mnist_dnn", "image", digit),
-                             concurrency=4, seconds=1, warmup_s=0.2)
+    result = run_h2load_grpc(
+        server.grpc_target,
+        METHODS["tfserving"],
+        predict_request_bytes("mnist_dnn", "image", digit),
+        concurrency=4,
+        seconds=1,
+        warmup_s=0.2,
+    )
     after = request_codes(metrics, "mnist_dnn", "grpc_tfserving")
     assert result.requests > 0 and result.errors == 0
     assert 0 < result.p50_ms <= result.p99_ms
@@ -40,15 +48,14 @@ def test_h2load_calls_are_served_and_counted(server: ServerThread) -> None:
     assert failed_calls(before, after, result.requests, concurrency=4) == 0
 
 
-def test_grpc_failures_show_in_the_server_counts_not_in_http_status(
-        server: ServerThread) -> None:
+def test_grpc_failures_show_in_the_server_counts_not_in_http_status(server: ServerThread) -> None:
     """A failed call is HTTP 200 with a grpc-status trailer: only the server's count sees it."""
-    wrong_input = predict_request_bytes("mnist_dnn", "pixels", np.zeros((1, 28, 28),
-                                                                         np.float32))
+    wrong_input = predict_request_bytes("mnist_dnn", "pixels", np.zeros((1, 28, 28), np.float32))
     metrics = f"{server.rest_url}/metrics"
     before = request_codes(metrics, "mnist_dnn", "grpc_tfserving")
-    result = run_h2load_grpc(server.grpc_target, METHODS["tfserving"], wrong_input,
-                             concurrency=2, seconds=1, warmup_s=0)
+    result = run_h2load_grpc(
+        server.grpc_target, METHODS["tfserving"], wrong_input, concurrency=2, seconds=1, warmup_s=0
+    )
     after = request_codes(metrics, "mnist_dnn", "grpc_tfserving")
     assert result.requests > 0 and result.errors == 0
     invalid = after["INVALID_ARGUMENT"] - before.get("INVALID_ARGUMENT", 0)

@@ -23,8 +23,9 @@ MODEL = "mnist_dnn"
 IMAGES = 1000
 CHUNK = 100
 
-pytestmark = pytest.mark.skipif(not (SHIPPED_MODELS / MODEL).exists(),
-                                reason="models/mnist_dnn is not in the repository")
+pytestmark = pytest.mark.skipif(
+    not (SHIPPED_MODELS / MODEL).exists(), reason="models/mnist_dnn is not in the repository"
+)
 
 
 def tfserving_rest(server: ServerThread) -> Callable[[np.ndarray], np.ndarray]:
@@ -40,7 +41,8 @@ def tfserving_rest(server: ServerThread) -> Callable[[np.ndarray], np.ndarray]:
 
 def tfserving_grpc(server: ServerThread) -> Callable[[np.ndarray], np.ndarray]:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(
-        grpc.insecure_channel(server.grpc_target))
+        grpc.insecure_channel(server.grpc_target)
+    )
 
     def call(x: np.ndarray) -> np.ndarray:
         request = predict_pb2.PredictRequest()
@@ -81,7 +83,8 @@ def test_four_protocols_agree_on_1000_mnist_images(server: ServerThread) -> None
     for protocol in (tfserving_rest, tfserving_grpc, v2_rest, v2_grpc):
         call = protocol(server)
         scores[protocol.__name__] = np.concatenate(
-            [call(x[i:i + CHUNK]) for i in range(0, IMAGES, CHUNK)])
+            [call(x[i : i + CHUNK]) for i in range(0, IMAGES, CHUNK)]
+        )
     reference = scores["tfserving_rest"]
     assert reference.shape == (IMAGES, 10)
     assert (reference.argmax(axis=1) == labels).mean() > 0.95

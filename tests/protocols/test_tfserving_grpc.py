@@ -32,8 +32,10 @@ def float_val_proto(values: np.ndarray) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(
         dtype=types_pb2.DT_FLOAT,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in values.shape]),
-        float_val=values.reshape(-1).tolist())
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in values.shape]
+        ),
+        float_val=values.reshape(-1).tolist(),
+    )
 
 
 def test_predict_with_tensor_content(prediction) -> None:
@@ -50,8 +52,9 @@ def test_predict_with_tensor_content(prediction) -> None:
 
 def test_predict_with_float_val(prediction) -> None:
     x = np.array([[2, 4, 6]], dtype=np.float32)
-    response = prediction.Predict(predict_request("half_plus_two", x=float_val_proto(x)),
-                                  timeout=30)
+    response = prediction.Predict(
+        predict_request("half_plus_two", x=float_val_proto(x)), timeout=30
+    )
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), [[3, 4, 5]])
 
 
@@ -81,8 +84,11 @@ def test_predict_image_bytes_go_through_preprocessing(prediction) -> None:
 
 
 def test_predict_output_filter_signature_and_version(prediction) -> None:
-    request = predict_request("two_io", a=tf.make_tensor_proto(np.array([[1, 2]], np.float32)),
-                              b=tf.make_tensor_proto(np.array([[3, 5]], np.float32)))
+    request = predict_request(
+        "two_io",
+        a=tf.make_tensor_proto(np.array([[1, 2]], np.float32)),
+        b=tf.make_tensor_proto(np.array([[3, 5]], np.float32)),
+    )
     request.output_filter.append("product")
     request.model_spec.version.value = 1
     response = prediction.Predict(request, timeout=30)
@@ -149,8 +155,11 @@ def test_classify_images_in_examples(prediction) -> None:
     request.model_spec.name = "tiny_image"
     for quadrant in (2, 1):
         example = example_pb2.Example()
-        example.features.feature["image"].CopyFrom(feature_pb2.Feature(
-            bytes_list=feature_pb2.BytesList(value=[png_bytes(quadrant_image(quadrant))])))
+        example.features.feature["image"].CopyFrom(
+            feature_pb2.Feature(
+                bytes_list=feature_pb2.BytesList(value=[png_bytes(quadrant_image(quadrant))])
+            )
+        )
         request.input.example_list.examples.append(example)
     response = prediction.Classify(request, timeout=30)
     first, second = response.result.classifications
@@ -206,12 +215,16 @@ def test_predict_returns_timing_and_request_id_in_trailing_metadata(server) -> N
     assert y.tolist() == [2.5, 2.5, 2.5]
 
 
-@pytest.mark.parametrize("array", [
-    np.float32(2.5).reshape(()),
-    np.arange(6, dtype=np.int64).reshape(2, 3),
-    np.zeros((0, 4), np.float16),
-    np.array([b"a", "b\u00e9"], dtype=object),
-], ids=["scalar", "int64", "empty", "strings"])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.float32(2.5).reshape(()),
+        np.arange(6, dtype=np.int64).reshape(2, 3),
+        np.zeros((0, 4), np.float16),
+        np.array([b"a", "b\u00e9"], dtype=object),
+    ],
+    ids=["scalar", "int64", "empty", "strings"],
+)
 def test_output_tensor_protos_read_back_as_tensorflow_reads_them(array) -> None:
     from service.protocols.tfserving_grpc import array_to_tensor_proto
 

@@ -46,7 +46,9 @@ def test_model_metadata(client) -> None:
     assert metadata["versions"] == ["1"]
     assert metadata["platform"] == "tensorflow_savedmodel"
     assert {t["name"]: (t["datatype"], t["shape"]) for t in metadata["inputs"]} == {
-        "a": ("FP32", ["-1", "2"]), "b": ("FP32", ["-1", "2"])}
+        "a": ("FP32", ["-1", "2"]),
+        "b": ("FP32", ["-1", "2"]),
+    }
     assert {t["name"] for t in metadata["outputs"]} == {"sum", "product"}
 
 
@@ -55,21 +57,26 @@ def test_model_config(client) -> None:
     assert config["name"] == "tiny_image"
     assert config["platform"] == "tensorflow_savedmodel"
     assert int(config["max_batch_size"]) > 0
-    assert config["input"] == [{"name": "image", "data_type": "TYPE_FP32",
-                                "dims": ["8", "8", "1"]}]
-    assert config["output"] == [{"name": "probabilities", "data_type": "TYPE_FP32",
-                                 "dims": ["4"]}]
+    assert config["input"] == [{"name": "image", "data_type": "TYPE_FP32", "dims": ["8", "8", "1"]}]
+    assert config["output"] == [{"name": "probabilities", "data_type": "TYPE_FP32", "dims": ["4"]}]
 
 
 def test_infer_raw_contents_two_inputs(client) -> None:
     a = np.array([[1, 2], [3, 4]], dtype=np.float32)
     b = np.array([[5, 6], [7, 8]], dtype=np.float32)
-    inputs = [triton_grpc.InferInput("a", list(a.shape), "FP32"),
-              triton_grpc.InferInput("b", list(b.shape), "FP32")]
+    inputs = [
+        triton_grpc.InferInput("a", list(a.shape), "FP32"),
+        triton_grpc.InferInput("b", list(b.shape), "FP32"),
+    ]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(b)
-    result = client.infer("two_io", inputs, model_version="1", request_id="req-7",
-                          outputs=[triton_grpc.InferRequestedOutput("sum")])
+    result = client.infer(
+        "two_io",
+        inputs,
+        model_version="1",
+        request_id="req-7",
+        outputs=[triton_grpc.InferRequestedOutput("sum")],
+    )
     np.testing.assert_allclose(result.as_numpy("sum"), a + b)
     assert result.as_numpy("product") is None
     response = result.get_response()
@@ -93,22 +100,37 @@ def test_infer_typed_contents(server) -> None:
         tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 3])
         tensor.contents.fp32_contents.extend([2.0, 4.0, 6.0])
         response, call = stub.ModelInfer.with_call(
-            request, timeout=30, metadata=(("x-request-id", "v2-7"),))
+            request, timeout=30, metadata=(("x-request-id", "v2-7"),)
+        )
     trailing = dict(call.trailing_metadata())
     assert trailing["x-request-id"] == "v2-7"
     assert "inference;dur=" in trailing["server-timing"]
     (output,) = response.outputs
     assert output.name == "y" and output.datatype == "FP32" and list(output.shape) == [1, 3]
-    np.testing.assert_allclose(np.frombuffer(response.raw_output_contents[0], np.float32),
-                               [3, 4, 5])
+    np.testing.assert_allclose(
+        np.frombuffer(response.raw_output_contents[0], np.float32), [3, 4, 5]
+    )
 
 
-@pytest.mark.parametrize(("inputs", "code", "needle"), [
-    ([("x", [1, 2], "FP32", np.ones((1, 2), np.float32))], "INVALID_ARGUMENT", "expects [-1, 3]"),
-    ([("x", [1, 3], "FP32", np.ones((1, 3), np.float32)),
-      ("x", [1, 3], "FP32", np.ones((1, 3), np.float32))], "INVALID_ARGUMENT", "more than once"),
-    ([("nope", [1, 3], "FP32", np.ones((1, 3), np.float32))], "INVALID_ARGUMENT", "expects"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "code", "needle"),
+    [
+        (
+            [("x", [1, 2], "FP32", np.ones((1, 2), np.float32))],
+            "INVALID_ARGUMENT",
+            "expects [-1, 3]",
+        ),
+        (
+            [
+                ("x", [1, 3], "FP32", np.ones((1, 3), np.float32)),
+                ("x", [1, 3], "FP32", np.ones((1, 3), np.float32)),
+            ],
+            "INVALID_ARGUMENT",
+            "more than once",
+        ),
+        ([("nope", [1, 3], "FP32", np.ones((1, 3), np.float32))], "INVALID_ARGUMENT", "expects"),
+    ],
+)
 def test_infer_errors(client, channel, inputs, code, needle) -> None:
     tensors = []
     for name, shape, datatype, data in inputs:
@@ -143,8 +165,10 @@ def test_raw_size_mismatch_is_invalid(server, channel) -> None:
 def test_inference_statistics_follow_the_metrics(client) -> None:
     def counts() -> tuple[int, int]:
         (stats,) = client.get_inference_statistics("two_io", as_json=True)["model_stats"]
-        return (int(stats.get("inference_count", 0)),
-                int(stats["inference_stats"]["success"].get("count", 0)))
+        return (
+            int(stats.get("inference_count", 0)),
+            int(stats["inference_stats"]["success"].get("count", 0)),
+        )
 
     rows_before, ok_before = counts()
     a = triton_grpc.InferInput("a", [3, 2], "FP32")

@@ -44,11 +44,18 @@ def test_model_ready(client, rest: httpx.Client) -> None:
 def test_model_metadata_and_config(client) -> None:
     metadata = client.get_model_metadata("two_io", "1")
     assert metadata == {
-        "name": "two_io", "versions": ["1"], "platform": "tensorflow_savedmodel",
-        "inputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 2]},
-                   {"name": "b", "datatype": "FP32", "shape": [-1, 2]}],
-        "outputs": [{"name": "product", "datatype": "FP32", "shape": [-1, 2]},
-                    {"name": "sum", "datatype": "FP32", "shape": [-1, 2]}]}
+        "name": "two_io",
+        "versions": ["1"],
+        "platform": "tensorflow_savedmodel",
+        "inputs": [
+            {"name": "a", "datatype": "FP32", "shape": [-1, 2]},
+            {"name": "b", "datatype": "FP32", "shape": [-1, 2]},
+        ],
+        "outputs": [
+            {"name": "product", "datatype": "FP32", "shape": [-1, 2]},
+            {"name": "sum", "datatype": "FP32", "shape": [-1, 2]},
+        ],
+    }
     config = client.get_model_config("half_plus_two")
     assert config["name"] == "half_plus_two"
     assert config["platform"] == "tensorflow_savedmodel"
@@ -81,18 +88,27 @@ def test_infer_bytes_image_input(client) -> None:
 
 
 def test_infer_plain_json(rest: httpx.Client) -> None:
-    body = {"inputs": [{"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
-                       {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [[3, 5]]}],
-            "outputs": [{"name": "product"}]}
+    body = {
+        "inputs": [
+            {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+            {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [[3, 5]]},
+        ],
+        "outputs": [{"name": "product"}],
+    }
     response = rest.post("/v2/models/two_io/versions/1/infer", json=body)
     assert response.status_code == 200, response.text
-    assert response.json() == {"model_name": "two_io", "model_version": "1", "outputs": [
-        {"name": "product", "datatype": "FP32", "shape": [1, 2], "data": [3.0, 10.0]}]}
+    assert response.json() == {
+        "model_name": "two_io",
+        "model_version": "1",
+        "outputs": [{"name": "product", "datatype": "FP32", "shape": [1, 2], "data": [3.0, 10.0]}],
+    }
 
 
 def test_infer_binary_output_by_request_parameter(rest: httpx.Client) -> None:
-    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [0, 2, 4]}],
-            "parameters": {"binary_data_output": True}}
+    body = {
+        "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [0, 2, 4]}],
+        "parameters": {"binary_data_output": True},
+    }
     response = rest.post("/v2/models/half_plus_two/infer", json=body)
     assert response.status_code == 200
     length = int(response.headers["inference-header-content-length"])
@@ -102,42 +118,100 @@ def test_infer_binary_output_by_request_parameter(rest: httpx.Client) -> None:
 
 
 def test_infer_binary_request_by_hand(rest: httpx.Client) -> None:
-    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": 12}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [1, 3],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 12},
+                }
+            ]
+        }
+    ).encode()
     body = header + np.array([2, 4, 6], np.float32).tobytes()
-    response = rest.post("/v2/models/half_plus_two/infer", content=body,
-                         headers={"Inference-Header-Content-Length": str(len(header))})
+    response = rest.post(
+        "/v2/models/half_plus_two/infer",
+        content=body,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == [3.0, 4.0, 5.0]
 
 
-@pytest.mark.parametrize(("path", "body", "status", "needle"), [
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}, 400, "[-1, 3]"),
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]}, 400, "needs 3"),
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP99", "data": [1, 2, 3]}]}, 400, "FP99"),
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "INT32", "data": [1.5, 2, 3]}]}, 400,
-     "non-integer"),
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, -3], "datatype": "FP32", "data": [1, 2, 3]}]}, 400,
-     "non-negative"),
-    ("/v2/models/half_plus_two/infer", {"inputs": []}, 400, "non-empty"),
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
-        "outputs": [{"name": "nope"}]}, 400, "unknown output"),
-    ("/v2/models/half_plus_two/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32",
-         "parameters": {"binary_data_size": 12}}]}, 400, "binary_data_size"),
-    ("/v2/models/nope/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, 404,
-     "not found"),
-    ("/v2/models/half_plus_two/versions/5/infer", {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, 404,
-     "no version 5"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        (
+            "/v2/models/half_plus_two/infer",
+            {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]},
+            400,
+            "[-1, 3]",
+        ),
+        (
+            "/v2/models/half_plus_two/infer",
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]},
+            400,
+            "needs 3",
+        ),
+        (
+            "/v2/models/half_plus_two/infer",
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP99", "data": [1, 2, 3]}]},
+            400,
+            "FP99",
+        ),
+        (
+            "/v2/models/half_plus_two/infer",
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "INT32", "data": [1.5, 2, 3]}]},
+            400,
+            "non-integer",
+        ),
+        (
+            "/v2/models/half_plus_two/infer",
+            {"inputs": [{"name": "x", "shape": [1, -3], "datatype": "FP32", "data": [1, 2, 3]}]},
+            400,
+            "non-negative",
+        ),
+        ("/v2/models/half_plus_two/infer", {"inputs": []}, 400, "non-empty"),
+        (
+            "/v2/models/half_plus_two/infer",
+            {
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
+                "outputs": [{"name": "nope"}],
+            },
+            400,
+            "unknown output",
+        ),
+        (
+            "/v2/models/half_plus_two/infer",
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [1, 3],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": 12},
+                    }
+                ]
+            },
+            400,
+            "binary_data_size",
+        ),
+        (
+            "/v2/models/nope/infer",
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+            404,
+            "not found",
+        ),
+        (
+            "/v2/models/half_plus_two/versions/5/infer",
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+            404,
+            "no version 5",
+        ),
+    ],
+)
 def test_infer_errors(rest: httpx.Client, channel, path, body, status, needle) -> None:
     response = rest.post(path, json=body)
     assert response.status_code == status, response.text
@@ -147,21 +221,41 @@ def test_infer_errors(rest: httpx.Client, channel, path, body, status, needle) -
 
 def test_malformed_bodies(rest: httpx.Client, channel) -> None:
     assert rest.post("/v2/models/half_plus_two/infer", content=b"{nope").status_code == 400
-    response = rest.post("/v2/models/half_plus_two/infer", content=b"{}",
-                         headers={"Inference-Header-Content-Length": "99"})
+    response = rest.post(
+        "/v2/models/half_plus_two/infer",
+        content=b"{}",
+        headers={"Inference-Header-Content-Length": "99"},
+    )
     assert response.status_code == 400
     assert "Inference-Header-Content-Length" in response.json()["error"]
-    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
-                                     "data": [1, 2, 3]}]}).encode()
-    response = rest.post("/v2/models/half_plus_two/infer", content=header + b"junk",
-                         headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+    ).encode()
+    response = rest.post(
+        "/v2/models/half_plus_two/infer",
+        content=header + b"junk",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert response.status_code == 400
     assert "no input claims" in response.json()["error"]
     broken = struct.pack("<I", 100) + b"short"
-    header = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": len(broken)}}]}).encode()
-    response = rest.post("/v2/models/tiny_image/infer", content=header + broken,
-                         headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(broken)},
+                }
+            ]
+        }
+    ).encode()
+    response = rest.post(
+        "/v2/models/tiny_image/infer",
+        content=header + broken,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert response.status_code == 400
     assert "runs past" in response.json()["error"]
     assert rest.get("/v2/models/half_plus_two/bogus").status_code == 404
@@ -177,11 +271,19 @@ def test_tritonclient_http_error_surfaces_message(client) -> None:
 
 
 def test_inference_statistics(client, rest: httpx.Client) -> None:
-    rest.post("/v2/models/half_plus_two/infer", json={"inputs": [
-        {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]})
+    rest.post(
+        "/v2/models/half_plus_two/infer",
+        json={
+            "inputs": [
+                {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}
+            ]
+        },
+    )
     (stats,) = client.get_inference_statistics("half_plus_two")["model_stats"]
     assert stats["name"] == "half_plus_two" and stats["version"] == "1"
     assert stats["inference_count"] >= 2
     assert stats["inference_stats"]["success"]["count"] >= 1
-    assert stats["inference_stats"]["compute_infer"]["count"] == \
-        stats["inference_stats"]["success"]["count"]
+    assert (
+        stats["inference_stats"]["compute_infer"]["count"]
+        == stats["inference_stats"]["success"]["count"]
+    )

@@ -34,8 +34,9 @@ def test_numeric_json_and_raw_round_trip(datatype: str) -> None:
 
 
 def test_nested_json_is_accepted_and_shape_checked() -> None:
-    np.testing.assert_array_equal(json_to_array([[1, 2], [3, 4]], "INT32", (2, 2), "t"),
-                                  [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(
+        json_to_array([[1, 2], [3, 4]], "INT32", (2, 2), "t"), [[1, 2], [3, 4]]
+    )
     with pytest.raises(InvalidInputError, match="needs 6"):
         json_to_array([1, 2, 3, 4], "FP32", (2, 3), "t")
 
@@ -63,8 +64,10 @@ def test_typed_contents() -> None:
         contents_to_array(pb.InferTensorContents(), "FP16", (1,), "t")
 
 
-@pytest.mark.parametrize(("shape", "ok"), [([1, 2], True), ([], True), ([-1], False),
-                                           ([1.5], False), ("12", False), ([True], False)])
+@pytest.mark.parametrize(
+    ("shape", "ok"),
+    [([1, 2], True), ([], True), ([-1], False), ([1.5], False), ("12", False), ([True], False)],
+)
 def test_shapes(shape: object, ok: bool) -> None:
     if ok:
         assert checked_shape(shape, "t") == tuple(shape)  # type: ignore[arg-type]

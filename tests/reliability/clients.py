@@ -18,10 +18,15 @@ from tensorflow_serving.apis import predict_pb2
 
 from service.protocols.generated import grpc_predict_v2_pb2 as pb
 
-GRPC_CODE = {200: grpc.StatusCode.OK, 400: grpc.StatusCode.INVALID_ARGUMENT,
-             404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-             429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE,
-             504: grpc.StatusCode.DEADLINE_EXCEEDED}
+GRPC_CODE = {
+    200: grpc.StatusCode.OK,
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
 IMAGE_TRANSPORTS = ("rest_predict", "rest_classify", "grpc_predict", "grpc_v2")
 
 
@@ -63,12 +68,14 @@ def _grpc(call: Any, request: Any, scores: Any) -> Outcome:
 
 def tensor_proto(dtype: int, dims: list[int], **fields: Any) -> tensor_pb2.TensorProto:
     shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
+    )
     return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **fields)
 
 
-def predict_request(model: str, inputs: dict[str, tensor_pb2.TensorProto],
-                    version: int | None = None) -> predict_pb2.PredictRequest:
+def predict_request(
+    model: str, inputs: dict[str, tensor_pb2.TensorProto], version: int | None = None
+) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     if version is not None:
@@ -87,11 +94,15 @@ def send_image(transport: str, data: bytes, http: httpx.Client, tfs: Any, v2: An
     """Send one encoded image to ``tiny_image`` over ``transport``."""
     if transport == "rest_predict":
         body = {"instances": [{"b64": base64.b64encode(data).decode()}]}
-        return _rest(http.post("/v1/models/tiny_image:predict", json=body),
-                     lambda doc: doc["predictions"][0])
+        return _rest(
+            http.post("/v1/models/tiny_image:predict", json=body), lambda doc: doc["predictions"][0]
+        )
     if transport == "rest_classify":
-        response = http.post("/v1/models/tiny_image:classify?k=4", content=data,
-                             headers={"content-type": "application/octet-stream"})
+        response = http.post(
+            "/v1/models/tiny_image:classify?k=4",
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
 
         def scores(doc: dict[str, Any]) -> list[float]:
             by_index = {entry["index"]: entry["score"] for entry in doc["predictions"]}
@@ -100,12 +111,14 @@ def send_image(transport: str, data: bytes, http: httpx.Client, tfs: Any, v2: An
         return _rest(response, scores)
     if transport == "grpc_predict":
         proto = tensor_proto(types_pb2.DT_STRING, [1], string_val=[data])
-        return _grpc(tfs.Predict, predict_request("tiny_image", {"image": proto}),
-                     _probabilities)
+        return _grpc(tfs.Predict, predict_request("tiny_image", {"image": proto}), _probabilities)
     if transport == "grpc_v2":
         request = pb.ModelInferRequest(model_name="tiny_image")
         tensor = request.inputs.add(name="image", datatype="BYTES", shape=[1])
         tensor.contents.bytes_contents.append(data)
-        return _grpc(v2.ModelInfer, request,
-                     lambda r: np.frombuffer(r.raw_output_contents[0], np.float32).tolist())
+        return _grpc(
+            v2.ModelInfer,
+            request,
+            lambda r: np.frombuffer(r.raw_output_contents[0], np.float32).tolist(),
+        )
     raise ValueError(transport)

@@ -27,10 +27,14 @@ MAX_PIXELS = 1_000_000
 def limited_server(fixture_repository: Path) -> Iterator[ServerThread]:
     """One server over the fixture models with small limits, so every limit is reachable
     with small requests; the access log is on (its escaping is tested)."""
-    settings = make_settings(fixture_repository, max_body_bytes=MAX_BODY_BYTES,
-                             grpc_max_message_bytes=MAX_MESSAGE_BYTES,
-                             max_rows_per_request=MAX_ROWS, max_image_pixels=MAX_PIXELS,
-                             access_log=True)
+    settings = make_settings(
+        fixture_repository,
+        max_body_bytes=MAX_BODY_BYTES,
+        grpc_max_message_bytes=MAX_MESSAGE_BYTES,
+        max_rows_per_request=MAX_ROWS,
+        max_image_pixels=MAX_PIXELS,
+        access_log=True,
+    )
     thread = ServerThread(settings).start()
     yield thread
     thread.stop()
@@ -62,8 +66,9 @@ def v2(channel: grpc.Channel) -> grpc_predict_v2_pb2_grpc.GRPCInferenceServiceSt
 def good_rest(client: httpx.Client) -> None:
     """The server is live and answers a good REST request correctly."""
     assert client.get("/v2/health/live").status_code == 200
-    response = client.post("/v1/models/half_plus_two:predict",
-                           json={"instances": [[1.0, 2.0, 3.0]]})
+    response = client.post(
+        "/v1/models/half_plus_two:predict", json={"instances": [[1.0, 2.0, 3.0]]}
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"predictions": [[2.5, 3.0, 3.5]]}
 
@@ -77,7 +82,8 @@ def good_grpc(channel: grpc.Channel) -> None:
     request.model_spec.name = "half_plus_two"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1, 2, 3]], np.float32)))
     response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-        request, timeout=10)
+        request, timeout=10
+    )
     assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5, 3.0, 3.5]]
 
 

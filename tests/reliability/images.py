@@ -40,20 +40,27 @@ def truncated_jpeg() -> bytes:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims ``width`` x ``height`` (its data is one empty row)."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-            + _chunk(b"IDAT", zlib.compress(b"\x00")) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\x00"))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def cmyk_jpeg(quadrant: int) -> bytes:
-    return encode(Image.fromarray(quadrant_image(quadrant, 64)).convert("CMYK"), "JPEG",
-                  quality=95)
+    return encode(Image.fromarray(quadrant_image(quadrant, 64)).convert("CMYK"), "JPEG", quality=95)
 
 
 def sixteen_bit_png(quadrant: int) -> bytes:
@@ -87,18 +94,19 @@ def exif_rotated(stored_quadrant: int, orientation: int) -> bytes:
 
 def truncated_exif(stored_quadrant: int) -> bytes:
     """A JPEG whose EXIF orientation entry points past the end of its EXIF block."""
-    tiff = (b"II*\x00\x08\x00\x00\x00"  # little-endian TIFF header, IFD at offset 8
-            b"\x01\x00"  # one entry: Orientation, SHORT, count 4 (8 bytes) at offset 64
-            b"\x12\x01\x03\x00\x04\x00\x00\x00\x40\x00\x00\x00"
-            b"\x00\x00\x00\x00")
+    tiff = (
+        b"II*\x00\x08\x00\x00\x00"  # little-endian TIFF header, IFD at offset 8
+        b"\x01\x00"  # one entry: Orientation, SHORT, count 4 (8 bytes) at offset 64
+        b"\x12\x01\x03\x00\x04\x00\x00\x00\x40\x00\x00\x00"
+        b"\x00\x00\x00\x00"
+    )
     image = Image.fromarray(quadrant_image(stored_quadrant, 64))
     return encode(image, "JPEG", quality=95, exif=b"Exif\x00\x00" + tiff)
 
 
 def animated_gif(first: int, second: int) -> bytes:
     frames = [Image.fromarray(quadrant_image(q)).convert("P") for q in (first, second)]
-    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100,
-                  loop=0)
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
 def solid_png(width: int, height: int, value: int = 255) -> bytes:

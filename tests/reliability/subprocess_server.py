@@ -65,13 +65,23 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def serve(base: Path, workdir: Path, config: dict[str, Any] | None = None,
-          *args: str) -> Iterator[ServerProcess]:
+def serve(
+    base: Path, workdir: Path, config: dict[str, Any] | None = None, *args: str
+) -> Iterator[ServerProcess]:
     """Start ``primer-serve`` over ``base`` and wait until it is ready; SIGTERM at the end."""
     rest, grpc_port = free_port(), free_port()
-    command = [str(Path(sys.executable).parent / "primer-serve"), "--model-base-path",
-               str(base), "--host", "127.0.0.1", "--rest-port", str(rest),
-               "--grpc-port", str(grpc_port), *args]
+    command = [
+        str(Path(sys.executable).parent / "primer-serve"),
+        "--model-base-path",
+        str(base),
+        "--host",
+        "127.0.0.1",
+        "--rest-port",
+        str(rest),
+        "--grpc-port",
+        str(grpc_port),
+        *args,
+    ]
     if config is not None:
         config_file = workdir / "serve.yaml"
         config_file.write_text(yaml.safe_dump(config))
@@ -79,8 +89,9 @@ def serve(base: Path, workdir: Path, config: dict[str, Any] | None = None,
     log = workdir / "server.log"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env,
-                                   cwd=workdir)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=workdir
+        )
     server = ServerProcess(process, rest, grpc_port, log)
     try:
         wait_ready(server)
@@ -94,8 +105,9 @@ def wait_ready(server: ServerProcess) -> None:
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
-                raise AssertionError(f"primer-serve exited with {server.process.returncode}:"
-                                     f"\n{server.tail()}")
+                raise AssertionError(
+                    f"primer-serve exited with {server.process.returncode}:\n{server.tail()}"
+                )
             with contextlib.suppress(httpx.TransportError):
                 if client.get(f"{server.rest_url}/v2/health/ready").status_code == 200:
                     return

@@ -43,8 +43,11 @@ class Load:
         self.versions: set[str] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=target, args=(server,), daemon=True)
-                         for target in (self._rest, self._grpc) for _ in range(clients)]
+        self._threads = [
+            threading.Thread(target=target, args=(server,), daemon=True)
+            for target in (self._rest, self._grpc)
+            for _ in range(clients)
+        ]
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -68,9 +71,18 @@ class Load:
             self.versions.add(version)
 
     def _rest(self, server: ServerProcess) -> None:
-        body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 28, 28],
-                            "data": DIGIT.ravel().tolist()}]}
+        body = {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "FP32",
+                    "shape": [1, 28, 28],
+                    "data": DIGIT.ravel().tolist(),
+                }
+            ]
+        }
         with httpx.Client(base_url=server.rest_url, timeout=30) as client:
+
             def check() -> str:
                 response = client.post("/v2/models/mnist_dnn/infer", json=body)
                 assert response.status_code == 200, response.text
@@ -89,8 +101,9 @@ class Load:
 
             def check() -> str:
                 response = stub.Predict(request, timeout=30)
-                scores = np.frombuffer(next(iter(response.outputs.values())).tensor_content,
-                                       np.float32)
+                scores = np.frombuffer(
+                    next(iter(response.outputs.values())).tensor_content, np.float32
+                )
                 assert scores.shape == (10,)
                 return str(response.model_spec.version.value)
 
@@ -109,8 +122,10 @@ def wait_serving_only(client: httpx.Client, version: int, timeout: float = 120) 
     """Until ``version`` is AVAILABLE and every older version has been unloaded."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = {s["version"]: s["state"] for s in
-                  client.get("/v1/models/mnist_dnn").json()["model_version_status"]}
+        states = {
+            s["version"]: s["state"]
+            for s in client.get("/v1/models/mnist_dnn").json()["model_version_status"]
+        }
         if states == {str(version): "AVAILABLE"}:
             return
         time.sleep(0.05)  # another process's poll loop: nothing to wait on but its answers
@@ -126,11 +141,15 @@ def repository(tmp_path: Path) -> Path:
     return base
 
 
-def test_twenty_versions_under_load_without_a_failure_or_a_leak(repository: Path,
-                                                                tmp_path: Path) -> None:
+def test_twenty_versions_under_load_without_a_failure_or_a_leak(
+    repository: Path, tmp_path: Path
+) -> None:
     rss: dict[int, int] = {}
-    with serve(repository, tmp_path, None, "--poll-interval-s", "0.2") as server, \
-            Load(server) as load, httpx.Client(base_url=server.rest_url, timeout=30) as http:
+    with (
+        serve(repository, tmp_path, None, "--poll-interval-s", "0.2") as server,
+        Load(server) as load,
+        httpx.Client(base_url=server.rest_url, timeout=30) as http,
+    ):
         for version in range(2, VERSIONS + 2):
             export(repository, version)
             wait_serving_only(http, version)
@@ -143,9 +162,11 @@ def test_twenty_versions_under_load_without_a_failure_or_a_leak(repository: Path
     assert {str(v) for v in range(2, VERSIONS + 2)} <= load.versions
     first, last = rss[2], rss[VERSIONS + 1]
     summary = ", ".join(f"v{v} {size / MIB:.0f}" for v, size in rss.items())
-    print(f"churn: {load.ok} requests, 0 failed; RSS after the first swap "
-          f"{first / MIB:.0f} MiB, after {VERSIONS} swaps {last / MIB:.0f} MiB "
-          f"({(last - first) / first:+.1%}); per version (MiB): {summary}")
+    print(
+        f"churn: {load.ok} requests, 0 failed; RSS after the first swap "
+        f"{first / MIB:.0f} MiB, after {VERSIONS} swaps {last / MIB:.0f} MiB "
+        f"({(last - first) / first:+.1%}); per version (MiB): {summary}"
+    )
     assert last <= first * 1.10, summary
 
 
@@ -163,7 +184,9 @@ def test_rss_is_flat_under_sustained_load(repository: Path, tmp_path: Path) -> N
     assert load.failures == [], load.failures[:5]
     warm = [size for at, size in samples if at >= WARM_UP_S]
     summary = ", ".join(f"{at:.0f}s {size / MIB:.0f}" for at, size in samples)
-    print(f"sustained: {load.ok} requests in {SUSTAINED_S} s; RSS after warm-up "
-          f"{warm[0] / MIB:.0f} → {warm[-1] / MIB:.0f} MiB (max {max(warm) / MIB:.0f}); "
-          f"samples (MiB): {summary}")
+    print(
+        f"sustained: {load.ok} requests in {SUSTAINED_S} s; RSS after warm-up "
+        f"{warm[0] / MIB:.0f} → {warm[-1] / MIB:.0f} MiB (max {max(warm) / MIB:.0f}); "
+        f"samples (MiB): {summary}"
+    )
     assert max(warm) <= warm[0] * 1.05, summary

@@ -34,9 +34,19 @@ def held_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
     base: Path = tmp_path_factory.mktemp("deadline_models")
     fixtures.half_plus_two(base / "half_plus_two" / "1")
     fixtures.half_plus_two(base / "held" / "1")
-    settings = make_settings(base, models={"held": {"batching": {
-        "max_batch_size": 64, "batch_timeout_ms": 30_000, "batch_fill_gap_ms": 0,
-        "max_queue_size": HELD_QUEUE_SIZE}}})
+    settings = make_settings(
+        base,
+        models={
+            "held": {
+                "batching": {
+                    "max_batch_size": 64,
+                    "batch_timeout_ms": 30_000,
+                    "batch_fill_gap_ms": 0,
+                    "max_queue_size": HELD_QUEUE_SIZE,
+                }
+            }
+        },
+    )
     thread = ServerThread(settings).start()
     yield thread
     thread.stop()
@@ -76,8 +86,10 @@ def gauges_settle(server: ServerThread, http: httpx.Client) -> str:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         metrics = http.get("/metrics").text
-        if batcher.queue_depth == 0 and \
-                'primer_inflight_requests{model="held",version="1"} 0.0' in metrics:
+        if (
+            batcher.queue_depth == 0
+            and 'primer_inflight_requests{model="held",version="1"} 0.0' in metrics
+        ):
             assert 'primer_queue_depth{model="held",version="1"} 0.0' in metrics
             return metrics
         time.sleep(0.02)  # a separate thread's gauges: poll until they settle
@@ -85,19 +97,20 @@ def gauges_settle(server: ServerThread, http: httpx.Client) -> str:
 
 
 def count(metrics: str, protocol: str, code: str) -> float:
-    prefix = (f'primer_requests_total{{code="{code}",model="held",protocol="{protocol}",'
-              'version="1"}')
+    prefix = (
+        f'primer_requests_total{{code="{code}",model="held",protocol="{protocol}",version="1"}}'
+    )
     for line in metrics.splitlines():
         if line.startswith(prefix):
             return float(line.split()[-1])
     return 0.0
 
 
-def test_rest_request_timeout_header_expires_while_queued(held_server, http, ran,
-                                                          channel) -> None:
+def test_rest_request_timeout_header_expires_while_queued(held_server, http, ran, channel) -> None:
     started = time.monotonic()
-    response = http.post("/v1/models/held:predict", json={"instances": ROW},
-                         headers={"Request-Timeout": "0.3"})
+    response = http.post(
+        "/v1/models/held:predict", json={"instances": ROW}, headers={"Request-Timeout": "0.3"}
+    )
     elapsed = time.monotonic() - started
     assert response.status_code == 504, response.text
     assert "deadline" in response.json()["error"]
@@ -111,11 +124,9 @@ def test_rest_request_timeout_header_expires_while_queued(held_server, http, ran
 
 def test_v2_rest_timeout_parameter_and_header(held_server, http, ran) -> None:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
-    response = http.post("/v2/models/held/infer",
-                         json={**body, "parameters": {"timeout": 200_000}})
+    response = http.post("/v2/models/held/infer", json={**body, "parameters": {"timeout": 200_000}})
     assert response.status_code == 504, response.text
-    response = http.post("/v2/models/held/infer", json=body,
-                         headers={"Request-Timeout": "0.2"})
+    response = http.post("/v2/models/held/infer", json=body, headers={"Request-Timeout": "0.2"})
     assert response.status_code == 504, response.text
     gauges_settle(held_server, http)
     assert ran == []
@@ -125,14 +136,16 @@ def test_grpc_deadline_expires_while_queued(held_server, http, ran, channel) -> 
     stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
     request = pb.ModelInferRequest(model_name="held")
     request.inputs.add(name="x", datatype="FP32", shape=[1, 3]).contents.fp32_contents.extend(
-        [1, 2, 3])
+        [1, 2, 3]
+    )
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request, timeout=0.3)
     assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     metrics = gauges_settle(held_server, http)
     # the server's own deadline (from grpc-timeout) or the transport's, whichever fired
-    assert count(metrics, "grpc_v2", "DEADLINE_EXCEEDED") + \
-        count(metrics, "grpc_v2", "CANCELLED") >= 1
+    assert (
+        count(metrics, "grpc_v2", "DEADLINE_EXCEEDED") + count(metrics, "grpc_v2", "CANCELLED") >= 1
+    )
     assert ran == []
     good_grpc(channel)
 
@@ -161,8 +174,9 @@ def test_expired_requests_leave_room_for_new_ones(held_server, http, ran) -> Non
     request that fills the batch runs it (with only its own rows)."""
     rows = [[float(i)] * 3 for i in range(64)]
     for _ in range(3):
-        response = http.post("/v1/models/held:predict", json={"instances": ROW},
-                             headers={"Request-Timeout": "0.05"})
+        response = http.post(
+            "/v1/models/held:predict", json={"instances": ROW}, headers={"Request-Timeout": "0.05"}
+        )
         assert response.status_code == 504
     response = http.post("/v1/models/held:predict", json={"instances": rows})
     assert response.status_code == 200, response.text
@@ -170,8 +184,9 @@ def test_expired_requests_leave_room_for_new_ones(held_server, http, ran) -> Non
     gauges_settle(held_server, http)
 
 
-def test_queue_capacity_is_each_versions_max_queue_size(held_server: ServerThread,
-                                                        http: httpx.Client) -> None:
+def test_queue_capacity_is_each_versions_max_queue_size(
+    held_server: ServerThread, http: httpx.Client
+) -> None:
     """The saturation alert divides the queue depth by this gauge."""
     metrics = http.get("/metrics").text
     default = held_server.server.settings.batching.max_queue_size

@@ -42,16 +42,19 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def rest_client(server: ServerProcess, tally: Tally, sigterm: list[float],
-                stop: threading.Event) -> None:
+def rest_client(
+    server: ServerProcess, tally: Tally, sigterm: list[float], stop: threading.Event
+) -> None:
     with httpx.Client(base_url=server.rest_url, timeout=30) as client:
         while not stop.is_set():
             value = float(np.random.default_rng().integers(0, 100))
             rid = uuid.uuid4().hex
             try:
-                response = client.post("/v1/models/held:predict",
-                                       json={"instances": [[value] * 3]},
-                                       headers={"x-request-id": rid})
+                response = client.post(
+                    "/v1/models/held:predict",
+                    json={"instances": [[value] * 3]},
+                    headers={"x-request-id": rid},
+                )
             except (httpx.ConnectError, httpx.RemoteProtocolError):
                 # refused, or a kept-alive connection closed before the request was read
                 with tally.lock:
@@ -66,8 +69,9 @@ def rest_client(server: ServerProcess, tally: Tally, sigterm: list[float],
                     tally.failed_ids.add(rid)
                 return
             with tally.lock:
-                if response.status_code == 200 and \
-                        response.json() == {"predictions": [[value * 0.5 + 2] * 3]}:
+                if response.status_code == 200 and response.json() == {
+                    "predictions": [[value * 0.5 + 2] * 3]
+                }:
                     tally.ok_ids.add(rid)
                     tally.ok_after_sigterm += bool(sigterm)
                 else:
@@ -75,8 +79,9 @@ def rest_client(server: ServerProcess, tally: Tally, sigterm: list[float],
                     tally.failed_ids.add(rid)
 
 
-def grpc_client(server: ServerProcess, tally: Tally, sigterm: list[float],
-                stop: threading.Event) -> None:
+def grpc_client(
+    server: ServerProcess, tally: Tally, sigterm: list[float], stop: threading.Event
+) -> None:
     with grpc.insecure_channel(server.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         while not stop.is_set():
@@ -105,18 +110,37 @@ def grpc_client(server: ServerProcess, tally: Tally, sigterm: list[float],
 def test_sigterm_under_load_finishes_every_admitted_request(tmp_path) -> None:
     base = tmp_path / "models"
     fixtures.half_plus_two(base / "held" / "1")
-    config = {"models": {"held": {"batching": {
-        "max_batch_size": 64, "batch_timeout_ms": HELD_MS, "batch_fill_gap_ms": 0}}}}
-    with serve(base, tmp_path, config, "--shutdown-timeout-s", str(SHUTDOWN_TIMEOUT_S),
-               "--access-log", "--log-json") as server:
+    config = {
+        "models": {
+            "held": {
+                "batching": {
+                    "max_batch_size": 64,
+                    "batch_timeout_ms": HELD_MS,
+                    "batch_fill_gap_ms": 0,
+                }
+            }
+        }
+    }
+    with serve(
+        base,
+        tmp_path,
+        config,
+        "--shutdown-timeout-s",
+        str(SHUTDOWN_TIMEOUT_S),
+        "--access-log",
+        "--log-json",
+    ) as server:
         rest, grpc_tally = Tally(), Tally()
         sigterm: list[float] = []
         stop = threading.Event()
-        threads = [threading.Thread(target=rest_client, args=(server, rest, sigterm, stop))
-                   for _ in range(CLIENTS_PER_PROTOCOL)]
-        threads += [threading.Thread(target=grpc_client,
-                                     args=(server, grpc_tally, sigterm, stop))
-                    for _ in range(CLIENTS_PER_PROTOCOL)]
+        threads = [
+            threading.Thread(target=rest_client, args=(server, rest, sigterm, stop))
+            for _ in range(CLIENTS_PER_PROTOCOL)
+        ]
+        threads += [
+            threading.Thread(target=grpc_client, args=(server, grpc_tally, sigterm, stop))
+            for _ in range(CLIENTS_PER_PROTOCOL)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(2.5)  # steady load: about three held batches' worth
@@ -144,14 +168,17 @@ def test_sigterm_under_load_finishes_every_admitted_request(tmp_path) -> None:
     served = {r["protocol"]: [] for r in records}
     for r in records:
         served[r["protocol"]].append(r)
-    assert all(r["status"] == "OK" for r in records), [r for r in records
-                                                        if r["status"] != "OK"][:3]
+    assert all(r["status"] == "OK" for r in records), [r for r in records if r["status"] != "OK"][
+        :3
+    ]
     # every request the server answered reached its client in full
     rest_served = {r["request_id"] for r in served.get("rest_tfserving", [])}
     assert rest_served == rest.ok_ids
     assert not rest_served & rest.failed_ids
     assert len(served.get("grpc_tfserving", [])) == len(grpc_tally.ok_ids)
-    print(f"drain: REST {len(rest.ok_ids)} ok ({rest.ok_after_sigterm} finished after "
-          f"SIGTERM, {rest.refused} refused); gRPC {len(grpc_tally.ok_ids)} ok "
-          f"({grpc_tally.ok_after_sigterm} after SIGTERM, {grpc_tally.refused} refused); "
-          f"exit 0 after {exit_s:.2f} s")
+    print(
+        f"drain: REST {len(rest.ok_ids)} ok ({rest.ok_after_sigterm} finished after "
+        f"SIGTERM, {rest.refused} refused); gRPC {len(grpc_tally.ok_ids)} ok "
+        f"({grpc_tally.ok_after_sigterm} after SIGTERM, {grpc_tally.refused} refused); "
+        f"exit 0 after {exit_s:.2f} s"
+    )

@@ -55,9 +55,15 @@ def _call(case: Any) -> None:
             case.headers["Request-Timeout"] = "30"  # a valid tiny deadline is a true 504
     except (TypeError, ValueError):
         pass
-    case.call_and_validate(checks=[not_a_server_error, status_code_conformance,
-                                   content_type_conformance, response_schema_conformance],
-                           timeout=30)
+    case.call_and_validate(
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
+        timeout=30,
+    )
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -68,8 +74,14 @@ def test_rest_api_conforms_to_its_schema(mode: GenerationMode, api_schema: Any) 
     assert len(operations) >= 19
     failures = []
     for operation in operations:
-        @settings(max_examples=API_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=API_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def fuzz(case: Any) -> None:
             _call(case)
@@ -86,15 +98,25 @@ def test_rest_api_conforms_to_its_schema(mode: GenerationMode, api_schema: Any) 
 # ----- hypothesis over the parsers and image preprocessing --------------------------------
 PARSER_EXAMPLES = 300
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["b64", "x", "a", "inputs", "instances"]), children,
-                      max_size=3),
-    max_leaves=30)
-fuzz_settings = settings(max_examples=PARSER_EXAMPLES, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["b64", "x", "a", "inputs", "instances"]), children, max_size=3
+        )
+    ),
+    max_leaves=30,
+)
+fuzz_settings = settings(
+    max_examples=PARSER_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @fuzz_settings
@@ -113,10 +135,15 @@ shapes = st.lists(st.integers(min_value=-2, max_value=2**64), max_size=4) | json
 
 
 @fuzz_settings
-@given(data=json_values, datatype=st.sampled_from([*v2_tensors.DATATYPES, "FP128", ""]),
-       shape=shapes, raw=st.binary(max_size=64))
-def test_v2_parsers_raise_only_typed_errors(data: Any, datatype: str, shape: Any,
-                                            raw: bytes) -> None:
+@given(
+    data=json_values,
+    datatype=st.sampled_from([*v2_tensors.DATATYPES, "FP128", ""]),
+    shape=shapes,
+    raw=st.binary(max_size=64),
+)
+def test_v2_parsers_raise_only_typed_errors(
+    data: Any, datatype: str, shape: Any, raw: bytes
+) -> None:
     from service.protocols import v2_rest
 
     with contextlib.suppress(ServingError):
@@ -129,8 +156,10 @@ def test_v2_parsers_raise_only_typed_errors(data: Any, datatype: str, shape: Any
 
 
 @fuzz_settings
-@given(body=st.binary(max_size=200) | json_values.map(
-    lambda v: orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)))
+@given(
+    body=st.binary(max_size=200)
+    | json_values.map(lambda v: orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
+)
 def test_strict_json_agrees_with_orjson_or_refuses(body: bytes) -> None:
     """strict_json returns what orjson returns, or refuses with InvalidInputError."""
     try:
@@ -141,11 +170,13 @@ def test_strict_json_agrees_with_orjson_or_refuses(body: bytes) -> None:
 
 
 @fuzz_settings
-@given(pairs=st.lists(st.tuples(st.sampled_from(["a", "b", "c:", "{d"]), json_values),
-                      min_size=1, max_size=5))
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c:", "{d"]), json_values), min_size=1, max_size=5
+    )
+)
 def test_strict_json_finds_every_duplicate_key(pairs: list[tuple[str, Any]]) -> None:
-    body = ("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in pairs)
-            + "}").encode()
+    body = ("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in pairs) + "}").encode()
     keys = [k for k, _ in pairs]
     if len(set(keys)) == len(keys):
         assert strict_json.loads(body) == json.loads(body)
@@ -155,26 +186,35 @@ def test_strict_json_finds_every_duplicate_key(pairs: list[tuple[str, Any]]) -> 
 
 
 @fuzz_settings
-@given(dtype=st.sampled_from(list(tfserving_grpc._DTYPES)),
-       dims=st.lists(st.integers(min_value=-1, max_value=2**40), max_size=4),
-       content=st.binary(max_size=48),
-       values=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=6))
-def test_tensor_proto_parser_raises_only_typed_errors(dtype: int, dims: list[int],
-                                                      content: bytes,
-                                                      values: list[int]) -> None:
+@given(
+    dtype=st.sampled_from(list(tfserving_grpc._DTYPES)),
+    dims=st.lists(st.integers(min_value=-1, max_value=2**40), max_size=4),
+    content=st.binary(max_size=48),
+    values=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=6),
+)
+def test_tensor_proto_parser_raises_only_typed_errors(
+    dtype: int, dims: list[int], content: bytes, values: list[int]
+) -> None:
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 
     _, field = tfserving_grpc._DTYPES[dtype]
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content,
-                                   tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                                       dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-                                            for d in dims]))
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_content=content,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
+        ),
+    )
     with contextlib.suppress(TypeError, ValueError):  # values the field itself cannot hold
         getattr(proto, field).extend(
-            [bytes([v % 256]) for v in values] if field == "string_val"
-            else [bool(v) for v in values] if field == "bool_val"
-            else [float(v) for v in values] if field in ("float_val", "double_val")
-            else values)
+            [bytes([v % 256]) for v in values]
+            if field == "string_val"
+            else [bool(v) for v in values]
+            if field == "bool_val"
+            else [float(v) for v in values]
+            if field in ("float_val", "double_val")
+            else values
+        )
     with contextlib.suppress(ServingError):
         tfserving_grpc.tensor_proto_to_array(proto, "x")
 
@@ -182,21 +222,34 @@ def test_tensor_proto_parser_raises_only_typed_errors(dtype: int, dims: list[int
 def _seed_images() -> list[bytes]:
     from tests.reliability import images
 
-    return [images.quadrant_png(0), images.cmyk_jpeg(1), images.animated_gif(0, 1),
-            images.exif_rotated(0, 6), images.truncated_exif(3), images.sixteen_bit_png(2)]
+    return [
+        images.quadrant_png(0),
+        images.cmyk_jpeg(1),
+        images.animated_gif(0, 1),
+        images.exif_rotated(0, 6),
+        images.truncated_exif(3),
+        images.sixteen_bit_png(2),
+    ]
 
 
 CONTRACT = ImageContract(color_mode="rgb", height=8, width=8, resample="bilinear")
 
 
 @fuzz_settings
-@given(seed=st.sampled_from(_seed_images()), cut=st.integers(min_value=0, max_value=4096),
-       flips=st.lists(st.tuples(st.integers(min_value=0, max_value=4095),
-                                st.integers(min_value=0, max_value=255)), max_size=8),
-       noise=st.binary(max_size=64))
-def test_image_preprocessing_raises_only_typed_errors(seed: bytes, cut: int,
-                                                      flips: list[tuple[int, int]],
-                                                      noise: bytes) -> None:
+@given(
+    seed=st.sampled_from(_seed_images()),
+    cut=st.integers(min_value=0, max_value=4096),
+    flips=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=4095), st.integers(min_value=0, max_value=255)
+        ),
+        max_size=8,
+    ),
+    noise=st.binary(max_size=64),
+)
+def test_image_preprocessing_raises_only_typed_errors(
+    seed: bytes, cut: int, flips: list[tuple[int, int]], noise: bytes
+) -> None:
     """Truncated, bit-flipped and random images: a float32 row or a typed error, and no
     warning (a client's malformed metadata is not the server's to report on stderr)."""
     data = bytearray(seed[:cut] if cut < len(seed) else seed)

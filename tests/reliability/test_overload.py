@@ -26,15 +26,20 @@ BATCH = 4
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_five_times_capacity_is_shed_fast_and_admitted_latency_holds(
-        protocol: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    protocol: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     base: Path = tmp_path_factory.mktemp("overload_models")
     fixtures.heavy(base / "heavy" / "1")
-    config = {"intra_op_threads": 1, "inter_op_threads": 1, "batching": {
-        "max_batch_size": BATCH, "max_enqueued_batches": 2, "batch_timeout_ms": 5}}
+    config = {
+        "intra_op_threads": 1,
+        "inter_op_threads": 1,
+        "batching": {"max_batch_size": BATCH, "max_enqueued_batches": 2, "batch_timeout_ms": 5},
+    }
     workdir = tmp_path_factory.mktemp(f"overload_{protocol}")
     with serve(base, workdir, config) as server:
-        target = targets(f"127.0.0.1:{server.rest_port}", server.grpc_target, "heavy", "x",
-                         4)[protocol]
+        target = targets(f"127.0.0.1:{server.rest_port}", server.grpc_target, "heavy", "x", 4)[
+            protocol
+        ]
         figure = overload_figure(target, concurrency=2 * BATCH)
         with httpx.Client(base_url=server.rest_url, timeout=10) as client:
             assert client.get("/v2/health/ready").status_code == 200

@@ -51,20 +51,31 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256()))
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -76,12 +87,17 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def secure_server(tmp_path_factory: pytest.TempPathFactory,
-                  tls_dir: Path) -> Iterator[ServerThread]:
+def secure_server(
+    tmp_path_factory: pytest.TempPathFactory, tls_dir: Path
+) -> Iterator[ServerThread]:
     base = tmp_path_factory.mktemp("secure_models")
     fixtures.half_plus_two(base / "half_plus_two" / "1")
-    settings = make_settings(base, auth_token=TOKEN, tls_cert_file=str(tls_dir / "cert.pem"),
-                             tls_key_file=str(tls_dir / "key.pem"))
+    settings = make_settings(
+        base,
+        auth_token=TOKEN,
+        tls_cert_file=str(tls_dir / "cert.pem"),
+        tls_key_file=str(tls_dir / "key.pem"),
+    )
     thread = ServerThread(settings).start()
     yield thread
     thread.stop()
@@ -111,17 +127,24 @@ BODY = {"instances": [[1.0, 2.0, 3.0]]}
 
 
 # ----- REST ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("headers", [
-    pytest.param({}, id="no-header"),
-    pytest.param(bearer("wrong"), id="wrong-token"),
-    pytest.param(bearer(TOKEN + "x"), id="token-prefix"),
-    pytest.param({"authorization": f"Basic {TOKEN}"}, id="basic-scheme"),
-    pytest.param({"authorization": TOKEN}, id="no-scheme"),
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param(bearer("wrong"), id="wrong-token"),
+        pytest.param(bearer(TOKEN + "x"), id="token-prefix"),
+        pytest.param({"authorization": f"Basic {TOKEN}"}, id="basic-scheme"),
+        pytest.param({"authorization": TOKEN}, id="no-scheme"),
+    ],
+)
 def test_rest_refuses_without_the_token(headers: dict[str, str], https) -> None:
-    for method, path in (("POST", PREDICT), ("GET", "/v1/models/half_plus_two"),
-                         ("GET", "/v2/models/half_plus_two"), ("GET", "/v2"),
-                         ("POST", "/v2/models/half_plus_two/infer")):
+    for method, path in (
+        ("POST", PREDICT),
+        ("GET", "/v1/models/half_plus_two"),
+        ("GET", "/v2/models/half_plus_two"),
+        ("GET", "/v2"),
+        ("POST", "/v2/models/half_plus_two/infer"),
+    ):
         response = https.request(method, path, json=BODY, headers=headers)
         assert response.status_code == 401, (path, response.text)
         assert response.headers["www-authenticate"] == "Bearer"
@@ -157,30 +180,36 @@ def test_untrusted_certificate_is_refused(secure_server) -> None:
 def predict(channel: grpc.Channel, metadata: list[tuple[str, str]]) -> Any:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     proto = tensor_proto(types_pb2.DT_FLOAT, [1, 3], float_val=[1, 2, 3])
-    return stub.Predict(predict_request("half_plus_two", {"x": proto}), timeout=30,
-                        metadata=metadata)
+    return stub.Predict(
+        predict_request("half_plus_two", {"x": proto}), timeout=30, metadata=metadata
+    )
 
 
-@pytest.mark.parametrize("metadata", [
-    pytest.param([], id="no-metadata"),
-    pytest.param([("authorization", "Bearer wrong")], id="wrong-token"),
-    pytest.param([("authorization", TOKEN)], id="no-scheme"),
-])
-def test_grpc_refuses_without_the_token(metadata: list[tuple[str, str]],
-                                        secure_channel) -> None:
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param([], id="no-metadata"),
+        pytest.param([("authorization", "Bearer wrong")], id="wrong-token"),
+        pytest.param([("authorization", TOKEN)], id="no-scheme"),
+    ],
+)
+def test_grpc_refuses_without_the_token(metadata: list[tuple[str, str]], secure_channel) -> None:
     with pytest.raises(grpc.RpcError) as info:
         predict(secure_channel, metadata)
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "Authorization: Bearer" in info.value.details()
     v2 = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(secure_channel)
     with pytest.raises(grpc.RpcError) as info:
-        v2.ModelMetadata(pb.ModelMetadataRequest(name="half_plus_two"), timeout=30,
-                         metadata=metadata)
+        v2.ModelMetadata(
+            pb.ModelMetadataRequest(name="half_plus_two"), timeout=30, metadata=metadata
+        )
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
     reflection = reflection_pb2_grpc.ServerReflectionStub(secure_channel)
     replies = reflection.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30,
-        metadata=metadata)
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+        timeout=30,
+        metadata=metadata,
+    )
     with pytest.raises(grpc.RpcError) as info:
         list(replies)  # a streaming method is refused the same way
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
@@ -206,8 +235,7 @@ def test_plaintext_grpc_to_the_tls_port_fails(secure_server) -> None:
         health = health_pb2_grpc.HealthStub(channel)
         with pytest.raises(grpc.RpcError) as info:
             health.Check(health_pb2.HealthCheckRequest(), timeout=5)
-    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE,
-                                 grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 # ----- units: the compare, the settings ---------------------------------------------------
@@ -226,16 +254,24 @@ def test_token_compare_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None
     assert calls == [(b"abc", b"abc"), (b"abd", b"abc")]
 
 
-@pytest.mark.parametrize("path", ["http://example.com/models", "https://example.com/m",
-                                  "ftp://example.com/m", "HTTP://example.com/m",
-                                  "file+http://x/m"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "http://example.com/models",
+        "https://example.com/m",
+        "ftp://example.com/m",
+        "HTTP://example.com/m",
+        "file+http://x/m",
+    ],
+)
 def test_models_are_never_loaded_from_urls(path: str) -> None:
     with pytest.raises(ValidationError, match="never loaded from URLs"):
         Settings(model_base_path=path)
 
 
-@pytest.mark.parametrize("path", ["models", "/srv/models", "gs://bucket/models",
-                                  "s3://bucket/models", "ram://models"])
+@pytest.mark.parametrize(
+    "path", ["models", "/srv/models", "gs://bucket/models", "s3://bucket/models", "ram://models"]
+)
 def test_local_and_object_store_base_paths_are_accepted(path: str) -> None:
     assert Settings(model_base_path=path).model_base_path == path
 

@@ -40,8 +40,12 @@ def executor():
 
 
 def make_batcher(model, executor, **settings) -> Batcher:
-    values = {"max_batch_size": 4, "batch_timeout_ms": HOUR * 1000, "max_queue_size": 100,
-              "batch_fill_gap_ms": 0}
+    values = {
+        "max_batch_size": 4,
+        "batch_timeout_ms": HOUR * 1000,
+        "max_queue_size": 100,
+        "batch_fill_gap_ms": 0,
+    }
     values.update(settings)
     return Batcher(model, BatchingSettings(**values), executor, name="test:1")
 
@@ -51,8 +55,7 @@ def rows(*values: float) -> dict[str, np.ndarray]:
 
 
 async def submit(batcher: Batcher, *values: float, timeout: float = HOUR, signature="sig"):
-    return await batcher.submit(signature, rows(*values), len(values),
-                                time.monotonic() + timeout)
+    return await batcher.submit(signature, rows(*values), len(values), time.monotonic() + timeout)
 
 
 async def test_nothing_completes_until_the_batch_is_full(executor) -> None:
@@ -95,8 +98,9 @@ async def test_a_pause_in_arrivals_runs_the_batch_before_the_timeout(executor) -
     model = RecordingModel()
     batcher = make_batcher(model, executor, batch_fill_gap_ms=20)
     batcher.start()
-    results = await asyncio.wait_for(asyncio.gather(submit(batcher, 1), submit(batcher, 2)),
-                                     10)  # not the hour-long timeout
+    results = await asyncio.wait_for(
+        asyncio.gather(submit(batcher, 1), submit(batcher, 2)), 10
+    )  # not the hour-long timeout
     assert model.batches == [2]
     assert [float(out["y"][0, 0]) for out, _ in results] == [2, 4]
     await batcher.close()
@@ -143,8 +147,9 @@ async def test_a_sub_millisecond_gap_keeps_back_to_back_arrivals_together(execut
 
 async def test_padding_to_allowed_batch_sizes(executor) -> None:
     model = RecordingModel()
-    batcher = make_batcher(model, executor, max_batch_size=8, allowed_batch_sizes=[4, 8],
-                           batch_timeout_ms=20)
+    batcher = make_batcher(
+        model, executor, max_batch_size=8, allowed_batch_sizes=[4, 8], batch_timeout_ms=20
+    )
     batcher.start()
     results = await asyncio.gather(*(submit(batcher, v) for v in (1, 2, 3)))
     assert model.batches == [4]  # 3 rows padded to 4
@@ -212,8 +217,7 @@ async def test_wrong_output_length_fails_every_waiter(executor) -> None:
 
     batcher = make_batcher(short, executor, max_batch_size=2)
     batcher.start()
-    results = await asyncio.gather(submit(batcher, 1), submit(batcher, 2),
-                                   return_exceptions=True)
+    results = await asyncio.gather(submit(batcher, 1), submit(batcher, 2), return_exceptions=True)
     assert all(isinstance(r, InternalError) for r in results)
     assert "returned" in str(results[0])
     await batcher.close()
@@ -261,8 +265,9 @@ async def test_lone_requests_skip_the_fill_wait_until_requests_overlap(executor)
 async def test_queue_is_bounded_in_batches_of_rows(executor) -> None:
     model = RecordingModel()
     model.gate.clear()
-    batcher = make_batcher(model, executor, max_batch_size=2, max_enqueued_batches=2,
-                           batch_timeout_ms=0)
+    batcher = make_batcher(
+        model, executor, max_batch_size=2, max_enqueued_batches=2, batch_timeout_ms=0
+    )
     batcher.start()
     running = asyncio.ensure_future(submit(batcher, 0, 0))  # occupies the model
     await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
@@ -284,8 +289,10 @@ def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
     from tests.fixtures import half_plus_two
 
     half_plus_two(tmp_path / "half_plus_two" / "1")
-    settings = make_settings(tmp_path, batching={"max_batch_size": 2, "batch_fill_gap_ms": 0,
-                                                 "batch_timeout_ms": HOUR * 1000})
+    settings = make_settings(
+        tmp_path,
+        batching={"max_batch_size": 2, "batch_fill_gap_ms": 0, "batch_timeout_ms": HOUR * 1000},
+    )
     thread = ServerThread(settings).start()
     try:
         mv = thread.server.repository.resolve("half_plus_two")
@@ -297,8 +304,10 @@ def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
             return run(signature, inputs)
 
         mv.batcher._run_batch = spy
-        with httpx.Client(base_url=thread.rest_url, timeout=0.5) as quitter, \
-                pytest.raises(httpx.ReadTimeout):
+        with (
+            httpx.Client(base_url=thread.rest_url, timeout=0.5) as quitter,
+            pytest.raises(httpx.ReadTimeout),
+        ):
             quitter.post("/v1/models/half_plus_two:predict", json={"instances": [[9, 9, 9]]})
         deadline = time.monotonic() + 10
         while mv.batcher.queue_depth and time.monotonic() < deadline:
@@ -306,9 +315,14 @@ def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
         assert mv.batcher.queue_depth == 0
         with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
             with ThreadPoolExecutor(2) as pool:
-                answers = list(pool.map(lambda v: client.post(
-                    "/v1/models/half_plus_two:predict", json={"instances": [[v, v, v]]}),
-                    (0, 2)))
+                answers = list(
+                    pool.map(
+                        lambda v: client.post(
+                            "/v1/models/half_plus_two:predict", json={"instances": [[v, v, v]]}
+                        ),
+                        (0, 2),
+                    )
+                )
             assert [a.json()["predictions"][0][0] for a in answers] == [2.0, 3.0]
             assert ran == [2]  # the abandoned request never ran
             metrics = client.get("/metrics").text
@@ -319,8 +333,7 @@ def test_http_client_disconnect_drops_queued_work(tmp_path) -> None:
         thread.stop()
 
 
-async def test_queue_emptied_while_a_batch_runs_does_not_kill_the_loop(executor,
-                                                                       caplog) -> None:
+async def test_queue_emptied_while_a_batch_runs_does_not_kill_the_loop(executor, caplog) -> None:
     model = RecordingModel()
     model.gate.clear()
     batcher = make_batcher(model, executor, max_batch_size=2, batch_timeout_ms=0)
@@ -366,11 +379,16 @@ def test_rest_queue_full_is_429_and_expired_deadline_is_504(tmp_path) -> None:
         mv.batcher._run_batch = held
 
         def predict(value: float, **headers: str) -> httpx.Response:
-            return client.post("/v1/models/half_plus_two:predict", headers=headers,
-                               json={"instances": [[value, value, value]]})
+            return client.post(
+                "/v1/models/half_plus_two:predict",
+                headers=headers,
+                json={"instances": [[value, value, value]]},
+            )
 
-        with httpx.Client(base_url=thread.rest_url, timeout=30) as client, \
-                ThreadPoolExecutor(2) as pool:
+        with (
+            httpx.Client(base_url=thread.rest_url, timeout=30) as client,
+            ThreadPoolExecutor(2) as pool,
+        ):
             first = pool.submit(predict, 1)  # runs, held inside the model
             assert entered.wait(10)
             expired = predict(2, **{"Request-Timeout": "0.3"})  # queued, then too late

@@ -44,22 +44,26 @@ def test_sample_digit_through_classify(rest: httpx.Client) -> None:
     for path in [*sorted(DIGITS.glob("digit_*.png"))[:6], DIGITS / "digit_7_0.jpg"]:
         label = path.name.split("_")[1]
         content_type = "image/jpeg" if path.suffix == ".jpg" else "image/png"
-        response = rest.post("/v1/models/mnist_dnn:classify?k=3", content=path.read_bytes(),
-                             headers={"Content-Type": content_type})
+        response = rest.post(
+            "/v1/models/mnist_dnn:classify?k=3",
+            content=path.read_bytes(),
+            headers={"Content-Type": content_type},
+        )
         assert response.status_code == 200, response.text
         top = response.json()["predictions"]
         assert top[0]["label"] == label, (path.name, top)
         assert len(top) == 3 and top[0]["score"] >= top[1]["score"] >= top[2]["score"]
 
 
-def test_sample_digit_through_predict_b64_and_floats(rest: httpx.Client,
-                                                     mnist_test) -> None:
+def test_sample_digit_through_predict_b64_and_floats(rest: httpx.Client, mnist_test) -> None:
     images, labels = mnist_test
     encoded = base64.b64encode(png(images[0])).decode()
-    by_b64 = rest.post("/v1/models/mnist_dnn:predict",
-                       json={"instances": [{"b64": encoded}]}).json()["predictions"]
-    by_floats = rest.post("/v1/models/mnist_dnn:predict",
-                          json={"instances": [(images[0] / 255.0).tolist()]}).json()
+    by_b64 = rest.post(
+        "/v1/models/mnist_dnn:predict", json={"instances": [{"b64": encoded}]}
+    ).json()["predictions"]
+    by_floats = rest.post(
+        "/v1/models/mnist_dnn:predict", json={"instances": [(images[0] / 255.0).tolist()]}
+    ).json()
     assert int(np.argmax(by_b64[0])) == labels[0]
     assert int(np.argmax(by_floats["predictions"][0])) == labels[0]
     np.testing.assert_allclose(by_b64[0], by_floats["predictions"][0], rtol=1e-5, atol=1e-6)
@@ -112,8 +116,11 @@ def test_service_feeds_the_model_what_training_loaded(tmp_path: Path, mnist_test
         with httpx.Client(base_url=thread.rest_url) as client:
             for name in sorted(p.name for p in folder.iterdir()):
                 data = (folder / name).read_bytes()
-                client.post("/v1/models/mnist_dnn:classify", content=data,
-                            headers={"Content-Type": "image/png"}).raise_for_status()
+                client.post(
+                    "/v1/models/mnist_dnn:classify",
+                    content=data,
+                    headers={"Content-Type": "image/png"},
+                ).raise_for_status()
     finally:
         thread.stop()
     served = np.concatenate(fed)

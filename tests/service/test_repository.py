@@ -103,18 +103,20 @@ def test_hot_reload_under_load_then_corrupt_version_is_reported(repo: Path) -> N
         pb.write_bytes(pb.read_bytes()[:100])
         os.rename(corrupt, repo / "half_plus_two" / "3")
         wait_for(lambda: "3" in states(client) and states(client)["3"] == "END")
-        status = {s["version"]: s for s in
-                  client.get("/v1/models/half_plus_two").json()["model_version_status"]}
+        status = {
+            s["version"]: s
+            for s in client.get("/v1/models/half_plus_two").json()["model_version_status"]
+        }
         assert status["3"]["status"]["error_message"].startswith("FAILED to load")
         assert status["2"]["state"] == "AVAILABLE"
         assert predict_offset(client) == 2.0
-        response = client.post("/v1/models/half_plus_two/versions/3:predict",
-                               json={"instances": [[0, 0, 0]]})
+        response = client.post(
+            "/v1/models/half_plus_two/versions/3:predict", json={"instances": [[0, 0, 0]]}
+        )
         assert response.status_code == 503
         assert "FAILED" in response.json()["error"]
         metrics = client.get("/metrics").text
-        assert ('primer_model_state{model="half_plus_two",state="FAILED",version="3"} 1.0'
-                in metrics)
+        assert 'primer_model_state{model="half_plus_two",state="FAILED",version="3"} 1.0' in metrics
         assert client.get("/v2/health/ready").status_code == 200
     finally:
         thread.stop()
@@ -132,11 +134,14 @@ def test_removed_version_is_unloaded(repo: Path) -> None:
         thread.stop()
 
 
-@pytest.mark.parametrize(("policy", "expected"), [
-    (ModelSettings(version_policy="latest", latest=2), {"2", "3"}),
-    (ModelSettings(version_policy="all"), {"1", "2", "3"}),
-    (ModelSettings(version_policy="specific", versions=[1, 3]), {"1", "3"}),
-])
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (ModelSettings(version_policy="latest", latest=2), {"2", "3"}),
+        (ModelSettings(version_policy="all"), {"1", "2", "3"}),
+        (ModelSettings(version_policy="specific", versions=[1, 3]), {"1", "3"}),
+    ],
+)
 def test_version_policies(repo: Path, policy: ModelSettings, expected: set[str]) -> None:
     export(repo, 2, offset=2.0)
     export(repo, 3, offset=3.0)
@@ -153,8 +158,9 @@ def test_version_labels_route_requests(repo: Path) -> None:
     policy = ModelSettings(version_policy="all", version_labels={"stable": 1, "canary": 2})
     thread, client = start(repo, models={"half_plus_two": policy})
     try:
-        response = client.post("/v1/models/half_plus_two/labels/stable:predict",
-                               json={"instances": [[0, 0, 0]]})
+        response = client.post(
+            "/v1/models/half_plus_two/labels/stable:predict", json={"instances": [[0, 0, 0]]}
+        )
         assert response.json() == {"predictions": [[1.0, 1.0, 1.0]]}
         response = client.get("/v1/models/half_plus_two/labels/nope")
         assert response.status_code == 404
