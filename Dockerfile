@@ -37,6 +37,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     elif [ "$VARIANT" != "cpu" ]; then \
       echo "VARIANT must be cpu or gpu, got $VARIANT" >&2; exit 1; \
     fi
+COPY contract ./contract
 COPY service ./service
 COPY training ./training
 RUN pip install --no-deps . \

@@ -93,9 +93,9 @@ def prepare_models(workdir: Path, mnist_model: Path) -> Path:
     """A model repository with the shipped mnist_dnn and a fresh random-init resnet50."""
     import keras
 
-    from service.model_card import ImageContract
-    from training.architectures import resnet50
+    from contract.model_card import ImageContract
     from training.export import export_model
+    from training.models.architectures import resnet50
 
     repo = workdir / "models"
     shutil.copytree(mnist_model, repo / "mnist_dnn")

@@ -20,7 +20,7 @@ import uvloop
 from starlette.types import Receive, Scope, Send
 
 from service.config import Settings
-from service.protocols.grpc_options import server_options
+from service.transport.grpc_options import server_options
 
 REST_REPLY = b'{"predictions": [[0.0]]}'
 REST_HEADERS = [

@@ -72,8 +72,8 @@ def predict_request_bytes(
 
 def infer_request_bytes(model: str, input_name: str, array: np.ndarray) -> bytes:
     """A serialized KServe v2 ``ModelInferRequest`` with the input in raw_input_contents."""
-    from service.protocols.generated import grpc_predict_v2_pb2 as pb
-    from service.protocols.v2_tensors import array_to_raw, datatype_of
+    from service.protocols.kserve_v2.generated import grpc_predict_v2_pb2 as pb
+    from service.protocols.kserve_v2.tensors import array_to_raw, datatype_of
 
     request = pb.ModelInferRequest(model_name=model)
     request.inputs.add(name=input_name, datatype=datatype_of(array.dtype), shape=array.shape)

@@ -206,8 +206,8 @@ def grpc_modules() -> SimpleNamespace:
             from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
             from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-            from service.protocols.generated import grpc_predict_v2_pb2 as v2
-            from service.protocols.generated import grpc_predict_v2_pb2_grpc as v2_grpc
+            from service.protocols.kserve_v2.generated import grpc_predict_v2_pb2 as v2
+            from service.protocols.kserve_v2.generated import grpc_predict_v2_pb2_grpc as v2_grpc
 
             _grpc_modules = SimpleNamespace(
                 tensor_pb2=tensor_pb2,

@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 from fastapi import Body, FastAPI
 
-from service.model_card import read_model_card
-from service.preprocessing import preprocess_image, to_input_layout
+from contract.model_card import read_model_card
+from contract.preprocessing import preprocess_image, to_input_layout
 
 app = FastAPI()
 _model_dir = os.environ["MODEL_DIR"]

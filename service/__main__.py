@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvloop
 
+    from service.app import Server
     from service.logging_setup import configure_logging
-    from service.server import Server
 
     configure_logging(settings)
 

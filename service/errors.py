@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import grpc
 
+from contract.errors import (
+    ContractError,
+    ImageTooLargeError,
+    InvalidModelNameError,
+    InvalidVersionError,
+)
+
 
 class ServingError(Exception):
     """Base of every error a client can be told about.
@@ -105,3 +112,20 @@ ERROR_TABLE: tuple[type[ServingError], ...] = (
     ClientClosedRequestError,
     InternalError,
 )
+
+
+_FROM_CONTRACT: tuple[tuple[type[ContractError], type[ServingError]], ...] = (
+    (ImageTooLargeError, PayloadTooLargeError),
+    (InvalidModelNameError, ModelNotFoundError),
+    (InvalidVersionError, ModelNotFoundError),
+    (ContractError, InvalidInputError),  # a bad image, anything else the contract refuses
+)
+"""How the shared contract's errors enter the table: the service's boundary for them."""
+
+
+def serving_error(error: ContractError) -> ServingError:
+    """The error-table entry for a contract error, with the same message."""
+    for source, target in _FROM_CONTRACT:
+        if isinstance(error, source):
+            return target(str(error))
+    raise AssertionError(f"unmapped contract error {type(error).__name__}")  # pragma: no cover

@@ -28,7 +28,6 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from service.batching import BatchObserver
 from service.errors import DeadlineExceededError, PayloadTooLargeError, QueueFullError
 
 PREFIX = "primer"
@@ -214,8 +213,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class VersionMetrics(BatchObserver):
-    """The metric children of one model version, resolved once (labels cost per lookup)."""
+class VersionMetrics:
+    """The metric children of one model version, resolved once (labels cost per lookup).
+
+    It is the batcher's ``BatchObserver`` (``batch_ran``).
+    """
 
     def __init__(self, metrics: Metrics, model: str, version: int) -> None:
         labels = (model, str(version))

@@ -10,8 +10,10 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
 import httpx
 import pytest
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from service.config import Settings
 from tests import fixtures
@@ -35,7 +37,7 @@ class ServerThread:
         self.server: Any = None
 
     def _run(self) -> None:
-        from service.server import Server
+        from service.app import Server
 
         asyncio.set_event_loop(self.loop)
         try:
@@ -109,3 +111,22 @@ def rest(server: ServerThread) -> Iterator[httpx.Client]:
     """An HTTP client bound to the shared server's REST port."""
     with httpx.Client(base_url=server.rest_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def channel(server: ServerThread) -> Iterator[grpc.Channel]:
+    """A gRPC channel to the shared server."""
+    with grpc.insecure_channel(server.grpc_target) as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+def prediction(channel: grpc.Channel) -> prediction_service_pb2_grpc.PredictionServiceStub:
+    """TF Serving's PredictionService stub (tensorflow-serving-api)."""
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def model_service(channel: grpc.Channel) -> model_service_pb2_grpc.ModelServiceStub:
+    """TF Serving's ModelService stub (tensorflow-serving-api)."""
+    return model_service_pb2_grpc.ModelServiceStub(channel)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from service.model_card import ImageContract, ModelCard, TensorInfo, write_model_card
+from contract.model_card import ImageContract, ModelCard, TensorInfo, write_model_card
 
 
 class _HalfPlusTwo(tf.Module):

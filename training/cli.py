@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from training.datasets import DatasetError
+from training.data.datasets import DatasetError
+from training.models.registry import WeightsError
 from training.options import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -19,7 +20,6 @@ from training.options import (
     CliError,
     build_parser,
 )
-from training.registry import WeightsError
 from training.repository import ExportError
 from training.run import train_and_export
 

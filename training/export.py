@@ -34,26 +34,21 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from service.model_card import (
-    MODEL_CARD_PATH,
+from contract.layout import (
+    INPUT_NAME,
+    LABELS_PATH,
+    OUTPUT_NAME,
+    SIGNATURE,
+    STAGING_PREFIX,
     WARMUP_PATH,
-    ImageContract,
-    ModelCard,
-    TensorInfo,
-    write_model_card,
 )
-from training.registry import INPUT_NAME
+from contract.model_card import ImageContract, ModelCard, TensorInfo, write_model_card
 from training.repository import (
     ExportError,
     check_model_name,
     check_version_free,
     next_version,
 )
-
-SIGNATURE = "serving_default"
-OUTPUT_NAME = "probabilities"
-TEMP_PREFIX = ".tmp-export-"
-LABELS_FILE = "labels.txt"
 
 
 def _tensor_info(name: str, spec: tf.TensorSpec) -> TensorInfo:
@@ -185,7 +180,7 @@ def export_model(
             f"warm-up batch has shape {list(batch.shape)}, model expects "
             f"{[-1, *model.input_shape[1:]]}"
         )
-    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=base))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
     try:
         save_saved_model(model, staging)
         inputs, outputs = signature_tensors(staging)
@@ -205,8 +200,8 @@ def export_model(
         )
         write_model_card(staging, card)
         write_warmup_requests(staging / WARMUP_PATH, name, inputs[0].name, batch)
-        extra = staging / MODEL_CARD_PATH.parent
-        (extra / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), "utf-8")
+        extra = staging / LABELS_PATH.parent
+        (staging / LABELS_PATH).write_text("".join(f"{label}\n" for label in labels), "utf-8")
         for file_name, data in (assets or {}).items():
             (extra / file_name).write_bytes(data)
         staging.chmod(0o755)  # mkdtemp made it owner-only; servers may run as another user

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from service.model_card import RESAMPLE_FILTERS
-from training.augmentation import FILL_MODES, FLIP_MODES
-from training.classes import ABSENT_POLICIES
-from training.datasets import FORMATS
-from training.inputs import NORMALIZATIONS
-from training.registry import ARCHITECTURES
+from contract.model_card import NORMALIZATIONS, RESAMPLE_FILTERS
+from training.data.augmentation import FILL_MODES, FLIP_MODES
+from training.data.classes import ABSENT_POLICIES
+from training.data.datasets import FORMATS
+from training.models.registry import ARCHITECTURES
 
 PROG = "primer-train"
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130

@@ -1,18 +1,16 @@
 """Version folders of a model in a TF Serving model repository (no TensorFlow needed).
 
-``<model_dir>/<name>/<version>/``: a version is an all-digit folder name > 0, and the
-highest is the latest. Anything else — notably the exporter's dot-prefixed
-``.tmp-export-*`` staging folders — is not a version.
+The naming rules are ``contract.layout``'s, the same the server scans with: a version is a
+positive integer of at most 18 digits, the highest is the latest, and the exporter's
+dot-prefixed ``.tmp-export-*`` staging folders are never versions.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from service.model_card import MODEL_NAME
-
-_VERSION = re.compile(r"[0-9]+")
+from contract import layout
+from contract.errors import InvalidModelNameError
 
 
 class ExportError(Exception):
@@ -23,14 +21,12 @@ def check_model_name(name: str) -> str:
     """Refuse a model name that is not a plain folder name the service would serve.
 
     Raises:
-        ExportError: with the rule the name breaks.
+        ExportError: with the rule the name breaks (``contract.layout``'s message).
     """
-    if not MODEL_NAME.fullmatch(name):
-        raise ExportError(
-            f"model name {name!r} is not valid; expected letters, digits, '_', '.', '-' "
-            f"(at most 128, starting with a letter or digit)"
-        )
-    return name
+    try:
+        return layout.check_model_name(name)
+    except InvalidModelNameError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def list_versions(model_base: str | Path) -> list[int]:
@@ -38,11 +34,7 @@ def list_versions(model_base: str | Path) -> list[int]:
     base = Path(model_base)
     if not base.is_dir():
         return []
-    return sorted(
-        int(p.name)
-        for p in base.iterdir()
-        if p.is_dir() and _VERSION.fullmatch(p.name) and int(p.name) > 0
-    )
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and layout.is_version(p.name))
 
 
 def next_version(model_base: str | Path) -> int:

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.model_card import ImageContract
-from training.augmentation import Augmentation
-from training.classes import absent_classes, apply_absent_policy
-from training.datasets import Dataset, load_dataset
-from training.inputs import image_contract
+from contract.model_card import ImageContract
+from training.data.augmentation import Augmentation
+from training.data.classes import absent_classes, apply_absent_policy
+from training.data.datasets import Dataset, load_dataset
+from training.data.inputs import image_contract
+from training.models.registry import IMAGENET, WEIGHT_SUFFIXES, Architecture, get_architecture
 from training.options import EXIT_USAGE, PROG, CliError, check_args
-from training.registry import IMAGENET, WEIGHT_SUFFIXES, Architecture, get_architecture
 from training.repository import check_model_name, check_version_free
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
 
-    from training.train import TrainResult
+    from training.fit import TrainResult
 
 
 @dataclass(frozen=True)
@@ -244,12 +244,12 @@ def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outc
         flush=True,
     )
 
-    from training.augmentation import Augmenter  # TensorFlow starts here
+    from training.data.augmentation import Augmenter  # TensorFlow starts here
+    from training.data.inputs import model_input
+    from training.data.pipeline import batches
     from training.export import export_model
-    from training.inputs import model_input
-    from training.pipeline import batches
-    from training.train import TrainConfig, plot_history, split_validation, train
-    from training.transfer import freeze_frontend, load_pretrained
+    from training.fit import TrainConfig, plot_history, split_validation, train
+    from training.models.transfer import freeze_frontend, load_pretrained
 
     x_fit, y_fit, x_val, y_val = split_validation(
         dataset.x_train, dataset.y_train, args.validation_split, args.seed

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.model_card import read_model_card
+from contract.model_card import read_model_card
 from tests.conftest import MNIST_NPZ, REPO_ROOT, SHIPPED_MODELS, ServerThread, make_settings
-from training.inputs import model_input
-from training.layouts import image_file_pixels, read_folders
+from training.data.inputs import model_input
+from training.data.layouts import image_file_pixels, read_folders
 
 DIGITS = REPO_ROOT / "loadtest" / "data"
 
@@ -104,7 +104,7 @@ def test_service_feeds_the_model_what_training_loaded(tmp_path: Path, mnist_test
     shutil.copytree(SHIPPED_MODELS / "mnist_dnn", base / "mnist_dnn")
     thread = ServerThread(make_settings(base)).start()
     try:
-        mv = thread.server.repository.resolve("mnist_dnn")
+        mv = thread.server.manager.resolve("mnist_dnn")
         fed: list[np.ndarray] = []
         run = mv.batcher._run_batch
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.model_card import ImageContract
+from contract.model_card import ImageContract
 from tests.training.helpers import IMAGE_KINDS, encode_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,10 +70,10 @@ class TrainedMnist:
 @pytest.fixture(scope="session")
 def trained_mnist(mnist_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedMnist:
     """Train once (3 epochs, about 15 s on two cores) for the training and export tests."""
-    from training.datasets import load_dataset
-    from training.inputs import image_contract, model_input
-    from training.registry import get_architecture
-    from training.train import TrainConfig, split_validation, train
+    from training.data.datasets import load_dataset
+    from training.data.inputs import image_contract, model_input
+    from training.fit import TrainConfig, split_validation, train
+    from training.models.registry import get_architecture
 
     contract = image_contract("grayscale", 28, 28)
     dataset = load_dataset(str(mnist_npz), contract)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.model_card import read_model_card
+from contract.model_card import read_model_card
 from tests.training.conftest import REPO_ROOT
 from tests.training.helpers import encode_image
 from training.cli import build_parser, main
@@ -232,7 +232,7 @@ def test_bad_weights_and_class_counts(
     assert "--validation-split 0.1 of 4 training images leaves no images on one side" in line
     line = _fails(capsys, ["vgg16", *data, "--num-classes", "5"], status=2)
     assert "--num-classes 5 does not match the 3 classes of the class list" in line
-    from training.architectures import sign_cnn
+    from training.models.architectures import sign_cnn
 
     sign_cnn((32, 32, 3), 3).save_weights(tmp_path / "sign.weights.h5")
     weights = str(tmp_path / "sign.weights.h5")

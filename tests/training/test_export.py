@@ -15,13 +15,20 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from service.model_card import MODEL_CARD_PATH, WARMUP_PATH, read_model_card
+from contract.layout import (
+    INPUT_NAME,
+    MODEL_CARD_PATH,
+    OUTPUT_NAME,
+    SIGNATURE,
+    STAGING_PREFIX,
+    WARMUP_PATH,
+)
+from contract.model_card import read_model_card
 from tests.training.conftest import REPO_ROOT, TrainedMnist
 from training import export
-from training.architectures import mnist_dnn
-from training.export import OUTPUT_NAME, SIGNATURE, TEMP_PREFIX, export_model
-from training.inputs import image_contract
-from training.registry import INPUT_NAME
+from training.data.inputs import image_contract
+from training.export import export_model
+from training.models.architectures import mnist_dnn
 from training.repository import ExportError, list_versions, next_version
 
 TINY_CONTRACT = image_contract("grayscale", 4, 4)
@@ -156,8 +163,8 @@ KILLED_EXPORT = textwrap.dedent(
     """
     import os, sys
     from training import export
-    from training.architectures import mnist_dnn
-    from training.inputs import image_contract
+    from training.models.architectures import mnist_dnn
+    from training.data.inputs import image_contract
 
     def killed(src, dst):  # the process dies just before the atomic rename
         os._exit(9)
@@ -183,7 +190,7 @@ def test_killed_export_leaves_only_an_ignored_temp_folder(tmp_path: Path) -> Non
     leftovers = [p for p in (tmp_path / "tiny").iterdir() if p.name != "1"]
     assert len(leftovers) == 1
     leftover = leftovers[0]
-    assert leftover.name.startswith(TEMP_PREFIX)  # dot-prefixed, never all digits
+    assert leftover.name.startswith(STAGING_PREFIX)  # dot-prefixed, never all digits
     assert (leftover / "saved_model.pb").is_file()  # it was a complete-looking model
     assert list_versions(tmp_path / "tiny") == [1]
     assert next_version(tmp_path / "tiny") == 2

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from service.model_card import read_model_card
+from contract.model_card import read_model_card
 from tests.training.helpers import write_class_folders
-from training import transfer
-from training.architectures import resnet50, vgg16
+from training.models import transfer
+from training.models.architectures import resnet50, vgg16
 from training.options import build_parser
 from training.run import Outcome, train_and_export
 

@@ -19,15 +19,15 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from service.model_card import ModelCard, read_model_card
+from contract.model_card import ModelCard, read_model_card
 from tests.conftest import ServerThread, make_settings
 from tests.training.helpers import write_class_folders
-from training.datasets import load_dataset
-from training.inputs import channel_statistics, model_input
-from training.layouts import image_file_pixels
+from training.data.datasets import load_dataset
+from training.data.inputs import channel_statistics, model_input
+from training.data.layouts import image_file_pixels
+from training.fit import split_validation
 from training.options import build_parser
 from training.run import Outcome, train_and_export
-from training.train import split_validation
 
 CLASSES = ("circle", "square", "triangle")
 AUGMENT = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from service.model_card import read_model_card
-from service.preprocessing import preprocess_image, to_input_layout
+from contract.model_card import read_model_card
+from contract.preprocessing import preprocess_image, to_input_layout
 from tests.training.conftest import REPO_ROOT
 from training.repository import list_versions
 

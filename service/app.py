@@ -1,0 +1,136 @@
+"""Wiring: every component is built here and handed to the next through its constructor.
+
+One asyncio loop runs the model manager, the batchers, the ASGI server (uvicorn) and,
+where configured, the gRPC server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import tensorflow as tf
+import uvicorn
+
+from service.config import Settings
+from service.inference.core import InferenceCore
+from service.metrics import Metrics
+from service.models.devices import choose_device, configure_tensorflow
+from service.models.manager import ModelManager
+from service.protocols.kserve_v2.grpc import grpc_services as v2_grpc_services
+from service.protocols.kserve_v2.rest import V2Rest
+from service.protocols.ops import OpsRest
+from service.protocols.tfserving.grpc import grpc_services as tfserving_grpc_services
+from service.protocols.tfserving.rest import TFServingRest
+from service.transport.auth import OPEN_REST_PATHS
+from service.transport.grpc_server import GrpcServer
+from service.transport.openapi import openapi_route
+from service.transport.rest_app import build_rest_app
+
+logger = logging.getLogger(__name__)
+
+
+class Server:
+    """The whole service: model manager, inference core and protocol servers.
+
+    Args:
+        settings: the server's settings.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics(tf_module=tf)
+        gpus = configure_tensorflow(
+            tf,
+            memory_growth=settings.gpu_memory_growth,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+        )
+        self._gpu_count = len(gpus)
+        self._run_executor = ThreadPoolExecutor(4, thread_name_prefix="model")
+        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="loader")
+        self._preprocess_executor = ThreadPoolExecutor(2, thread_name_prefix="preprocess")
+        self.manager = ModelManager(
+            settings, self.metrics, self._run_executor, self._load_executor, self.device_for
+        )
+        self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
+        self.ops = OpsRest(self.core, self.metrics)
+        token = settings.auth_token
+        self.rest_app = build_rest_app(
+            [
+                *TFServingRest(self.core, settings).routes(),
+                *V2Rest(self.core, settings, self.metrics).routes(),
+                *self.ops.routes(),
+                openapi_route(),
+            ],
+            auth_token=token and token.get_secret_value(),
+            open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth else {"/metrics"}),
+        )
+        grpc_services = [
+            *tfserving_grpc_services(self.core),
+            *v2_grpc_services(self.core, settings, self.metrics, self.ops.is_ready),
+        ]
+        self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready)
+        self.grpc_port = settings.grpc_port
+        self._uvicorn: uvicorn.Server | None = None
+        self._uvicorn_task: asyncio.Task[None] | None = None
+        self.rest_port = settings.rest_port
+        self.stopped = asyncio.Event()
+
+    def device_for(self, model: str) -> str:
+        """The TensorFlow device a model's versions are placed on."""
+        return choose_device(self.settings.device_for(model), self._gpu_count)
+
+    async def start(self) -> None:
+        """Load the models, then open the gRPC and REST ports."""
+        await self.manager.start()
+        self.grpc_port = await self.grpc.start()
+        config = uvicorn.Config(
+            self.rest_app,
+            host=self.settings.host,
+            port=self.settings.rest_port,
+            http="httptools",
+            loop="none",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            backlog=2048,
+            timeout_keep_alive=30,
+            ssl_certfile=self.settings.tls_cert_file,
+            ssl_keyfile=self.settings.tls_key_file,
+            # uvicorn types this int, but waits with asyncio.wait_for: a float is kept exact
+            timeout_graceful_shutdown=self.settings.shutdown_timeout_s,
+        )  # type: ignore[arg-type]
+        self._uvicorn = uvicorn.Server(config)
+        # _serve is serve() without uvicorn's own signal handling: ours drains gracefully
+        self._uvicorn_task = asyncio.get_running_loop().create_task(self._uvicorn._serve())
+        while not self._uvicorn.started:
+            if self._uvicorn_task.done():
+                await self.grpc.stop(0)
+                raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
+            await asyncio.sleep(0.01)
+        self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
+        logger.info(
+            "REST on %s:%d, gRPC on %s:%d; models: %s",
+            self.settings.host,
+            self.rest_port,
+            self.settings.host,
+            self.grpc_port,
+            self.manager.model_names(),
+        )
+
+    async def stop(self) -> None:
+        """Turn not-ready, stop accepting, finish admitted requests, unload models."""
+        self.ops.draining = True
+        grpc_stopped = asyncio.get_running_loop().create_task(
+            self.grpc.stop(self.settings.shutdown_timeout_s)
+        )
+        if self._uvicorn is not None and self._uvicorn_task is not None:
+            self._uvicorn.should_exit = True
+            await self._uvicorn_task
+        await grpc_stopped
+        await self.manager.close()
+        for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
+        self.stopped.set()

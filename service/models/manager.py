@@ -1,0 +1,346 @@
+"""The model manager: every version's lifecycle, and routing requests to served versions.
+
+It polls the source (``source.scan``), asks the policy what to do (``policy.plan``), loads
+and warms new versions through the loader in a background thread, marks them AVAILABLE only
+when warm, and only then retires the versions the policy drops (availability-preserving, as
+TF Serving's ``AspiredVersionsManager``). A version that fails to load is reported FAILED and
+never replaces a working one; it is retried only when its files change. A retired version is
+unloaded once its in-flight requests have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from contract.errors import InvalidModelNameError
+from contract.layout import check_model_name
+from contract.model_card import ModelCard
+from service.config import Settings
+from service.errors import ModelNotFoundError, ModelUnavailableError, serving_error
+from service.metrics import Metrics, VersionMetrics
+from service.models import memory, source, storage
+from service.models.batching import Batcher
+from service.models.loader import LoadedModel, load_version
+from service.models.policy import Known, plan
+from service.models.runtime import Runtime
+from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class ServedVersion:
+    """An AVAILABLE version and everything loaded for it (no field is ever None)."""
+
+    model: str
+    version: int
+    runtime: Runtime
+    card: ModelCard | None
+    batcher: Batcher
+    metrics: VersionMetrics
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()  # no request in flight yet
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    def signature(self, name: str | None) -> SignatureSpec:
+        """The named signature (``serving_default`` when none is named)."""
+        return self.view().signature(name)
+
+    def view(self) -> ModelView:
+        return ModelView(
+            self.model,
+            self.version,
+            self.runtime.signatures,
+            self.runtime.signature_defs,
+            self.card,
+        )
+
+
+@dataclass(eq=False)
+class VersionRecord:
+    """One version the manager knows of, in any state."""
+
+    model: str
+    version: int
+    path: str
+    fingerprint: tuple[int, ...]
+    state: VersionState = VersionState.START
+    error: str = ""
+    served: ServedVersion | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    def status(self) -> VersionStatus:
+        return VersionStatus(self.version, self.state, self.error)
+
+
+class ModelManager:
+    """Owns every model version: lifecycle, routing and readiness.
+
+    Args:
+        settings: server settings (base path, policies, batching, devices).
+        metrics: the metric catalogue.
+        run_executor: threads that run model batches.
+        load_executor: thread(s) that load and warm versions.
+        device_for: maps a model name to a TensorFlow device string.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        run_executor: Executor,
+        load_executor: Executor,
+        device_for: Callable[[str], str],
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._run_executor = run_executor
+        self._load_executor = load_executor
+        self._device_for = device_for
+        self._base = storage.resolve_base(settings.model_base_path)
+        self._records: dict[str, dict[int, VersionRecord]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._scan_lock = asyncio.Lock()
+        self.initial_load_done = False
+        self._closing = False
+
+    async def start(self) -> None:
+        """Scan once, wait for the first loads, then keep polling in the background."""
+        await self.poll_once()
+        await self.wait_for_loads()
+        self.initial_load_done = True
+        if self._settings.poll_interval_s > 0:
+            self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def close(self) -> None:
+        """Stop polling and unload every version."""
+        self._closing = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            await asyncio.gather(self._poll_task, return_exceptions=True)
+        await self.wait_for_loads()
+        for records in list(self._records.values()):
+            for record in list(records.values()):
+                await self._retire(record)
+
+    async def wait_for_loads(self) -> None:
+        """Wait until no load or retirement is in progress."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.poll_interval_s)
+            try:
+                await self.poll_once()
+            except Exception:
+                logger.exception("model repository scan failed")
+
+    async def poll_once(self) -> None:
+        """Rescan the base path and start the loads and retirements the policy calls for."""
+        async with self._scan_lock:
+            if self._closing:
+                return
+            loop = asyncio.get_running_loop()
+            on_disk = await loop.run_in_executor(None, source.scan, self._base)
+            for model in set(on_disk) | set(self._records):
+                self._apply(model, on_disk.get(model, {}))
+
+    def _apply(self, model: str, on_disk: dict[int, str]) -> None:
+        """Carry out the policy's plan for one model."""
+        records = self._records.setdefault(model, {})
+        known = {
+            version: Known(
+                record.state,
+                files_changed=record.state is VersionState.FAILED
+                and version in on_disk
+                and storage.fingerprint(on_disk[version]) != record.fingerprint,
+            )
+            for version, record in records.items()
+        }
+        actions = plan(on_disk, known, self._settings.for_model(model))
+        for version in actions.forget:
+            self._set_state(records.pop(version), None)
+        for version in actions.load:
+            path = on_disk[version]
+            record = VersionRecord(model, version, path, storage.fingerprint(path))
+            records[version] = record
+            self._spawn(self._load(record))
+        for version in actions.retire:
+            self._spawn(self._retire(records[version]))
+        if not records:
+            del self._records[model]
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("model lifecycle task failed", exc_info=task.exception())
+        else:  # a finished load may let an older version retire
+            asyncio.get_running_loop().create_task(self._settle())
+
+    async def _settle(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.poll_once()
+
+    def _set_state(self, record: VersionRecord, state: VersionState | None) -> None:
+        if state is not None:
+            record.state = state
+        self._metrics.set_model_state(record.model, record.version, state and state.value)
+
+    def _load_blocking(self, record: VersionRecord) -> LoadedModel:
+        batching = self._settings.batching_for(record.model)
+        sizes = [1, batching.max_batch_size, *(batching.allowed_batch_sizes or [])]
+        return load_version(record.path, self._device_for(record.model), sizes)
+
+    async def _load(self, record: VersionRecord) -> None:
+        self._set_state(record, VersionState.LOADING)
+        started = time.monotonic()
+        logger.info("loading %s from %s", record.label, record.path)
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(
+                self._load_executor, self._load_blocking, record
+            )
+        except Exception as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            self._set_state(record, VersionState.FAILED)
+            self._metrics.model_load_failures.labels(record.model).inc()
+            logger.error("failed to load %s: %s", record.label, record.error)
+            return
+        metrics = VersionMetrics(self._metrics, record.model, record.version)
+        batching = self._settings.batching_for(record.model)
+        batcher = Batcher(
+            loaded.runtime.predict, batching, self._run_executor, metrics, record.label
+        )
+        served = ServedVersion(
+            record.model, record.version, loaded.runtime, loaded.card, batcher, metrics
+        )
+        metrics.track(
+            queue_depth=lambda: batcher.queue_depth,
+            inflight=lambda: served.inflight,
+            queue_capacity=batcher.queue_capacity,
+        )
+        batcher.start()
+        record.served = served
+        self._metrics.model_load_duration.labels(record.model).observe(time.monotonic() - started)
+        self._set_state(record, VersionState.AVAILABLE)
+        memory.after_load()
+        logger.info("%s is AVAILABLE (%.1fs)", record.label, time.monotonic() - started)
+
+    async def _retire(self, record: VersionRecord) -> None:
+        if record.state is VersionState.UNLOADING:
+            return
+        self._set_state(record, VersionState.UNLOADING)
+        served, record.served = record.served, None
+        if served is not None:
+            logger.info("unloading %s after %d in-flight request(s)", record.label, served.inflight)
+            await served.idle.wait()
+            await served.batcher.close()
+            served.runtime.close()
+        self._set_state(record, None)
+        record.state = VersionState.END
+        records = self._records.get(record.model, {})
+        if records.get(record.version) is record:
+            del records[record.version]
+            if not records:
+                self._records.pop(record.model, None)
+        memory.after_unload()
+
+    # routing and views
+    def model_names(self) -> list[str]:
+        return sorted(self._records)
+
+    def serves(self, model: str) -> bool:
+        """Whether the repository holds ``model`` (in any state)."""
+        return model in self._records
+
+    def _records_of(self, model: str) -> list[VersionRecord]:
+        """Every known version of a model, newest first (NotFound when there is none)."""
+        try:
+            check_model_name(model)
+        except InvalidModelNameError as exc:
+            raise serving_error(exc) from None
+        records = self._records.get(model)
+        if not records:
+            raise ModelNotFoundError(
+                f"model {model!r} not found; available models: {self.model_names()}"
+            )
+        return sorted(records.values(), key=lambda record: -record.version)
+
+    def statuses(self, model: str) -> list[VersionStatus]:
+        """The state of every known version of a model, newest first."""
+        return [record.status() for record in self._records_of(model)]
+
+    def resolve_label(self, model: str, label: str) -> int:
+        """A version label (e.g. 'stable') of a model → its version number."""
+        labels = self._settings.for_model(model).version_labels
+        if label not in labels:
+            raise ModelNotFoundError(
+                f"model {model!r} has no version label {label[:64]!r}; labels: {sorted(labels)}"
+            )
+        return labels[label]
+
+    def resolve(self, model: str, version: int | None = None) -> ServedVersion:
+        """The AVAILABLE version to serve: the given one, else the highest available."""
+        records = self._records_of(model)
+        if version is None:
+            for record in records:
+                if record.served is not None and record.state is VersionState.AVAILABLE:
+                    return record.served
+            states = ", ".join(f"{r.version}: {r.state.name}" for r in records)
+            raise ModelUnavailableError(f"model {model!r} has no AVAILABLE version ({states})")
+        for record in records:
+            if record.version == version:
+                if record.served is not None and record.state is VersionState.AVAILABLE:
+                    return record.served
+                detail = f": {record.error}" if record.error else ""
+                raise ModelUnavailableError(
+                    f"model {model!r} version {version} is {record.state.name}{detail}"
+                )
+        raise ModelNotFoundError(
+            f"model {model!r} has no version {version}; versions: "
+            f"{[record.version for record in records]}"
+        )
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, model: str, version: int | None = None) -> AsyncIterator[ServedVersion]:
+        """Hold a version for one request so it is not unloaded under it."""
+        served = self.resolve(model, version)
+        served.inflight += 1
+        served.idle.clear()
+        try:
+            yield served
+        finally:
+            served.inflight -= 1
+            if served.inflight == 0:
+                served.idle.set()
+
+    def is_ready(self) -> bool:
+        """Ready when the first scan has loaded and every model has an AVAILABLE version."""
+        if not self.initial_load_done:
+            return False
+        return all(
+            any(record.state is VersionState.AVAILABLE for record in records.values())
+            for records in self._records.values()
+        )

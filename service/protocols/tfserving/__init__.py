@@ -1,0 +1,1 @@
+"""TensorFlow Serving's APIs: REST ``/v1/models/...`` and gRPC ``tensorflow.serving.*``."""

@@ -1,0 +1,92 @@
+"""The one error mapping of the gRPC adapters, and the per-call helpers they share.
+
+Every servicer method is wrapped by ``serving_errors``: it takes the caller's
+``x-request-id`` (or makes one) for the call's log lines; a ``ServingError`` becomes
+``context.abort(exc.grpc_code, exc.message)`` (the error table in ``service.errors``), and
+so does a contract error, mapped into it;
+anything else becomes INTERNAL with a log line carrying the request id, never a traceback.
+``send_timing`` puts the stage timings and the id in the trailing metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+from contract.errors import ContractError
+from service.errors import ServingError, serving_error
+from service.inference.request import Timing
+from service.logging_setup import REQUEST_ID
+from service.transport.http import server_timing
+
+logger = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Servicer = TypeVar("Servicer")
+Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+REQUEST_ID_KEY = "x-request-id"
+
+
+def request_id(context: grpc.aio.ServicerContext) -> str:
+    """The caller's ``x-request-id`` metadata, or a fresh id."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and value.isascii():
+            return value[:128]
+    return secrets.token_hex(16)
+
+
+def send_timing(context: grpc.aio.ServicerContext, timing: Timing) -> None:
+    """Trailing metadata with the stage timings (as HTTP's ``Server-Timing``) and the id."""
+    context.set_trailing_metadata(
+        (("server-timing", server_timing(timing)), (REQUEST_ID_KEY, REQUEST_ID.get()))
+    )
+
+
+def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> float | None:
+    """Seconds left for this call: the gRPC deadline and any other limits, whichever is first.
+
+    A deadline already passed yields a tiny positive number so the core answers
+    DEADLINE_EXCEEDED rather than falling back to its default timeout.
+    """
+    candidates = [t for t in (context.time_remaining(), *others) if t is not None]
+    if not candidates:
+        return None
+    return max(min(candidates), 1e-6)
+
+
+def serving_errors(
+    method: Method[Servicer, Request, Response],
+) -> Method[Servicer, Request, Response]:
+    """Map the typed errors of one servicer method to gRPC status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext
+    ) -> Response:
+        rid = request_id(context)
+        REQUEST_ID.set(rid)  # this call's task only: log records and the access log
+        try:
+            return await method(self, request, context)
+        except (ServingError, ContractError) as raised:
+            exc = raised if isinstance(raised, ServingError) else serving_error(raised)
+            message = exc.message
+            if exc.grpc_code is grpc.StatusCode.INTERNAL:
+                logger.error(
+                    "internal error in %s (request id %s): %s", method.__qualname__, rid, message
+                )
+                message = f"{message} (request id {rid})"
+            await context.abort(exc.grpc_code, message)
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception:
+            logger.exception("internal error in %s (request id %s)", method.__qualname__, rid)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    return wrapper

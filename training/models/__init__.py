@@ -1,0 +1,2 @@
+"""The primer's architectures (``architectures``), their registry (importable without
+TensorFlow) and transfer learning (``transfer``)."""
