@@ -20,6 +20,7 @@ serve: $(STAMP)
 
 test: $(STAMP) deps-system
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP) deps-system

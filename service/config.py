@@ -18,6 +18,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from contract.preprocessing import DEFAULT_MAX_PIXELS
+
 VersionPolicy = Literal["latest", "all", "specific"]
 STORAGE_SCHEMES = ("gs", "s3", "hdfs", "viewfs", "ram")
 """Filesystems (``tf.io.gfile``) a model base path may name besides local folders; web URLs
@@ -112,7 +114,7 @@ class Settings(BaseSettings):
     """Largest accepted gRPC message (RESOURCE_EXHAUSTED beyond)."""
     max_rows_per_request: int = Field(1024, ge=1)
     """Most rows (first dimension) in one request (413 beyond)."""
-    max_image_pixels: int = Field(4096 * 4096, ge=1)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     """Largest decoded image, in pixels, checked from the header before decoding."""
     shutdown_timeout_s: float = Field(30.0, ge=0)
     """On SIGTERM, how long admitted requests may take to finish."""

@@ -26,6 +26,10 @@ ACCESS_LOGGER = "primer.access"
 _access = logging.getLogger(ACCESS_LOGGER)
 MAX_LOGGED_NAME = 200
 """Longer model names (client strings) are cut in the access log."""
+OWN_HANDLER_LOGGERS = ("tensorflow", "absl")
+"""Loggers that install a handler of their own when imported before ours is (TensorFlow's
+does when the root logger has none yet): theirs is removed, so each record is written once,
+by our handler, escaped and in our format."""
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
@@ -126,6 +130,11 @@ def configure_logging(settings: Any, stream: TextIO | None = None) -> logging.Ha
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(str(settings.log_level).upper())
+    for name in OWN_HANDLER_LOGGERS:
+        foreign = logging.getLogger(name)
+        for old in list(foreign.handlers):
+            foreign.removeHandler(old)
+        foreign.propagate = True
     # on means on: access lines are written even when the root level is WARNING
     _access.setLevel(logging.INFO if settings.access_log else logging.WARNING)
     return handler

@@ -7,14 +7,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.bench import (
-    Scenario,
-    compare_rounds,
-    drive_head_to_head,
-    head_to_head,
-    v2_binary_scenario,
-    write_payloads,
-)
+from loadtest.scenarios import Scenario, v2_binary_scenario, write_payloads
+from loadtest.stages import compare_rounds, drive_head_to_head, head_to_head
 from tests.conftest import ServerThread
 
 

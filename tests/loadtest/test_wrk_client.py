@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.bench import v2_binary_body
+from loadtest.scenarios import v2_binary_body
 from loadtest.wrk import run_wrk
 from tests.conftest import ServerThread
 

@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from contract.layout import SIGNATURE
 from service.errors import InvalidInputError
 from service.inference.core import InferenceCore
 from service.inference.request import InferenceRequest, InferenceResult
@@ -134,7 +135,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     ) -> classification_pb2.ClassificationResponse:
         spec = request.model_spec
         with self._core.scope(PROTOCOL, spec.name) as scope:
-            if spec.signature_name not in ("", "serving_default"):
+            if spec.signature_name not in ("", SIGNATURE):
                 raise InvalidInputError(
                     "Classify uses the model's serving_default signature; "
                     f"got signature_name {spec.signature_name!r}"

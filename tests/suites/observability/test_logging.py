@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -192,3 +194,26 @@ def test_no_access_line_when_access_log_is_off(
     assert [
         r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("service")
     ] == []
+
+
+def test_a_tensorflow_warning_is_written_once_in_our_format() -> None:
+    """TensorFlow adds a handler of its own when it is imported before logging is set up (as
+    primer-serve imports it); the record must still appear once, through ours."""
+    script = (
+        "import tensorflow as tf\n"
+        "from service.config import Settings\n"
+        "from service.logging_setup import configure_logging\n"
+        "configure_logging(Settings())\n"
+        "tf.get_logger().warning('MARKER %s', 'tf-warning')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "MARKER tf-warning" in line]
+    assert len(lines) == 1, result.stderr
+    assert " WARNING tensorflow: MARKER tf-warning" in lines[0]

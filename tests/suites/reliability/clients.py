@@ -122,3 +122,35 @@ def send_image(transport: str, data: bytes, http: httpx.Client, tfs: Any, v2: An
             lambda r: np.frombuffer(r.raw_output_contents[0], np.float32).tolist(),
         )
     raise ValueError(transport)
+
+
+F32 = types_pb2.DT_FLOAT
+PREDICT = "/v1/models/half_plus_two:predict"
+INFER = "/v2/models/half_plus_two/infer"
+IMAGE_PREDICT = "/v1/models/tiny_image:predict"
+
+
+def tfs_predict(tfs: Any, proto: Any, model: str = "half_plus_two", name: str = "x") -> Outcome:
+    """A TF Serving Predict of one tensor, as an ``Outcome``."""
+    return _grpc(tfs.Predict, predict_request(model, {name: proto}), lambda r: [])
+
+
+def v2_request(
+    shape: list[int], raw: bytes | None = None, datatype: str = "FP32", **contents: Any
+) -> pb.ModelInferRequest:
+    """A v2 ModelInfer of half_plus_two's ``x``, raw or typed."""
+    request = pb.ModelInferRequest(model_name="half_plus_two")
+    tensor = request.inputs.add(name="x", datatype=datatype, shape=shape)
+    if raw is not None:
+        request.raw_input_contents.append(raw)
+    for field, values in contents.items():
+        getattr(tensor.contents, field).extend(values)
+    return request
+
+
+def v2_input(shape: Any, data: Any = None, datatype: str = "FP32", **extra: Any) -> dict:
+    """A KServe v2 REST body with one input ``x``."""
+    entry = {"name": "x", "datatype": datatype, "shape": shape, **extra}
+    if data is not None:
+        entry["data"] = data
+    return {"inputs": [entry]}
