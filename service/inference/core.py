@@ -10,6 +10,7 @@ every stage; the scope counts every outcome.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -28,6 +29,7 @@ from service.errors import (
     serving_error,
 )
 from service.inference import validate
+from service.inference.events import Answered, AnswerListener
 from service.inference.request import (
     ClassScore,
     InferenceRequest,
@@ -35,10 +37,12 @@ from service.inference.request import (
     RequestScope,
     Timing,
 )
+from service.logging_setup import REQUEST_ID
 from service.metrics import Metrics
 from service.models.manager import ModelManager, ServedVersion
 from service.views import ModelView, SignatureSpec, TensorSpec, VersionStatus
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -63,11 +67,16 @@ class InferenceCore:
         self._settings = settings
         self._metrics = metrics
         self._preprocess_executor = preprocess_executor
+        self._listeners: tuple[AnswerListener, ...] = ()
 
     @property
     def access_log(self) -> bool:
         """Whether each request writes an access-log line (read per request: a setting)."""
         return self._settings.access_log
+
+    def add_listener(self, listener: AnswerListener) -> None:
+        """Tell ``listener`` of every request answered from now on (see ``events``)."""
+        self._listeners = (*self._listeners, listener)
 
     def scope(self, protocol: str, model: str) -> RequestScope:
         """Open the scope of one request naming ``model`` (see ``RequestScope``)."""
@@ -174,7 +183,29 @@ class InferenceCore:
         metrics.postprocess_duration.observe(timing.postprocess_s)
         metrics.items.inc(validate.output_rows(outputs))
         scope.timing = timing
+        if self._listeners:
+            self._tell(
+                Answered(
+                    REQUEST_ID.get(),
+                    scope.protocol,
+                    served.model,
+                    served.version,
+                    signature.name,
+                    request,
+                    inputs,
+                    outputs,
+                    timing,
+                    time.time() - timing.total_s,
+                )
+            )
         return encoded, timing
+
+    def _tell(self, event: Answered) -> None:
+        for listener in self._listeners:
+            try:
+                listener.answered(event)
+            except Exception:  # a listener never fails the request it hears about
+                logger.exception("answer listener %r failed", listener)
 
     async def _prepare_inputs(
         self, served: ServedVersion, signature: SignatureSpec, inputs: dict[str, np.ndarray]
