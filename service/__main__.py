@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import yaml
 from pydantic import ValidationError
 
 
@@ -26,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest gRPC message, RESOURCE_EXHAUSTED beyond (default: 64 MiB)",
     )
     parser.add_argument("--host", help="bind address (default: 0.0.0.0)")
-    parser.add_argument("--config", help="YAML settings file (per-model policies, batching)")
+    parser.add_argument(
+        "--config",
+        help="YAML settings file (per-model policies, batching); reloaded live every "
+        "--poll-interval-s and on SIGHUP",
+    )
     parser.add_argument(
         "--poll-interval-s", type=float, help="rescan interval, 0 = off (default: 2)"
     )
@@ -62,24 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from service.config import Settings
 
+    overrides = dict(
+        model_base_path=args.model_base_path,
+        rest_port=args.rest_port,
+        grpc_port=args.grpc_port,
+        grpc_max_message_bytes=args.grpc_max_message_bytes,
+        host=args.host,
+        poll_interval_s=args.poll_interval_s,
+        device=args.device,
+        shutdown_timeout_s=args.shutdown_timeout_s,
+        tls_cert_file=args.tls_cert_file,
+        tls_key_file=args.tls_key_file,
+        log_level=args.log_level,
+        log_json=args.log_json,
+        access_log=args.access_log,
+    )
+
+    def load() -> Settings:
+        return Settings.load(args.config, **overrides)
+
     try:
-        settings = Settings.load(
-            args.config,
-            model_base_path=args.model_base_path,
-            rest_port=args.rest_port,
-            grpc_port=args.grpc_port,
-            grpc_max_message_bytes=args.grpc_max_message_bytes,
-            host=args.host,
-            poll_interval_s=args.poll_interval_s,
-            device=args.device,
-            shutdown_timeout_s=args.shutdown_timeout_s,
-            tls_cert_file=args.tls_cert_file,
-            tls_key_file=args.tls_key_file,
-            log_level=args.log_level,
-            log_json=args.log_json,
-            access_log=args.access_log,
-        )
-    except (ValidationError, ValueError) as exc:
+        settings = load()
+    except (ValidationError, ValueError, yaml.YAMLError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
         return 2
     import uvloop
@@ -90,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
 
     async def run() -> None:
-        server = Server(settings)
+        server = Server(settings, load if args.config else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if server.reloader is not None:  # SIGHUP: reload the settings file now
+            reloader = server.reloader
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
         await server.start()
         await stop.wait()
         logging.getLogger("primer-serve").info("shutting down")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
@@ -23,6 +24,7 @@ from service.protocols.kserve_v2.rest import V2Rest
 from service.protocols.ops import OpsRest
 from service.protocols.tfserving.grpc import grpc_services as tfserving_grpc_services
 from service.protocols.tfserving.rest import TFServingRest
+from service.reload import SettingsReloader
 from service.transport.auth import OPEN_REST_PATHS
 from service.transport.grpc_server import GrpcServer
 from service.transport.openapi import openapi_route
@@ -36,9 +38,13 @@ class Server:
 
     Args:
         settings: the server's settings.
+        settings_loader: rebuilds the settings from their file, flags and environment; with
+            it the server reloads them live (``service.reload``).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, settings_loader: Callable[[], Settings] | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics(tf_module=tf)
         gpus = configure_tensorflow(
@@ -56,6 +62,11 @@ class Server:
         )
         self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
         self.ops = OpsRest(self.core, self.metrics)
+        self.reloader = (
+            None
+            if settings_loader is None
+            else SettingsReloader(settings_loader, settings, self.manager.poll_once, self.metrics)
+        )
         token = settings.auth_token
         self.rest_app = build_rest_app(
             [
@@ -85,6 +96,8 @@ class Server:
     async def start(self) -> None:
         """Load the models, then open the gRPC and REST ports."""
         await self.manager.start()
+        if self.reloader is not None and self.settings.poll_interval_s > 0:
+            self.reloader.start(self.settings.poll_interval_s)
         self.grpc_port = await self.grpc.start()
         config = uvicorn.Config(
             self.rest_app,
@@ -130,6 +143,8 @@ class Server:
             self._uvicorn.should_exit = True
             await self._uvicorn_task
         await grpc_stopped
+        if self.reloader is not None:
+            await self.reloader.stop()
         await self.manager.close()
         for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
             executor.shutdown(wait=False, cancel_futures=True)

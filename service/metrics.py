@@ -197,6 +197,14 @@ class Metrics:
         self.model_load_failures = Counter(
             f"{PREFIX}_model_load_failures", "Versions that failed to load.", ["model"], registry=r
         )
+        self.config_reloads = Counter(
+            f"{PREFIX}_config_reloads",
+            "Settings reloads by outcome: applied, unchanged, invalid (the running settings stay).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("applied", "unchanged", "invalid"):
+            self.config_reloads.labels(outcome)
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""

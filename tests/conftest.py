@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,8 +28,11 @@ T = TypeVar("T")
 class ServerThread:
     """A real ``Server`` on 127.0.0.1 with free ports, run on its own loop in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, settings_loader: Callable[[], Settings] | None = None
+    ) -> None:
         self.settings = settings
+        self._settings_loader = settings_loader
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -41,7 +44,7 @@ class ServerThread:
 
         asyncio.set_event_loop(self.loop)
         try:
-            self.server = Server(self.settings)
+            self.server = Server(self.settings, self._settings_loader)
             self.loop.run_until_complete(self.server.start())
         except BaseException as exc:  # surfaced to the test by start()
             self._error = exc

@@ -1,0 +1,113 @@
+"""Live reload of the settings file: per-model settings change with no restart and no lost
+request.
+
+The reloader rebuilds the settings exactly as the server was started (the YAML file, then
+the environment and flags over it), and when a reloadable field differs it copies the new
+value onto the running ``Settings`` object every component reads, then lets the manager
+act on it (new version policy, labels). A file that does not parse, does not validate, or
+that a registered validator refuses changes nothing: the running settings stay, the error
+is logged and ``primer_config_reloads_total{outcome="invalid"}`` counts it. Fields that
+only take effect at start (ports, TLS, limits, ...) are reported as needing a restart.
+
+It runs every ``poll_interval_s`` (as TF Serving polls its model config file), and on
+demand (``reload``; ``primer-serve`` calls it on SIGHUP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import yaml
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+RELOADABLE = ("models", "batching", "request_timeout_s", "access_log")
+"""Settings a reload applies to the running server (batching: to versions loaded after)."""
+Validator = Callable[[Settings], None]
+"""Raises ``ValueError`` for settings the running server cannot take."""
+
+
+class SettingsReloader:
+    """Reloads the settings file into the running server.
+
+    Args:
+        load: builds fresh settings as at start (``Settings.load`` with the same file and
+            flags).
+        settings: the running settings (changed in place).
+        on_change: awaited after a change is applied (the manager's rescan).
+        metrics: the metric catalogue.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], Settings],
+        settings: Settings,
+        on_change: Callable[[], Awaitable[None]],
+        metrics: Metrics,
+    ) -> None:
+        self._load = load
+        self._settings = settings
+        self._on_change = on_change
+        self._metrics = metrics
+        self._validators: list[Validator] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def add_validator(self, validator: Validator) -> None:
+        """Also refuse settings ``validator`` raises ``ValueError`` for."""
+        self._validators.append(validator)
+
+    async def reload(self) -> bool:
+        """Read the settings now; True when a change was applied."""
+        async with self._lock:
+            try:
+                fresh = await asyncio.get_running_loop().run_in_executor(None, self._load)
+                for validate in self._validators:
+                    validate(fresh)
+            except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+                self._count("invalid")
+                logger.error("settings reload refused, the running settings stay: %s", exc)
+                return False
+            changed = [f for f in RELOADABLE if getattr(fresh, f) != getattr(self._settings, f)]
+            restart = [
+                f
+                for f in Settings.model_fields
+                if f not in RELOADABLE and getattr(fresh, f) != getattr(self._settings, f)
+            ]
+            if restart:
+                logger.warning("settings %s changed; they take effect after a restart", restart)
+            if not changed:
+                self._count("unchanged")
+                return False
+            for name in changed:
+                setattr(self._settings, name, getattr(fresh, name))
+            self._count("applied")
+            logger.info("settings reloaded: %s changed", changed)
+        await self._on_change()
+        return True
+
+    def start(self, interval_s: float) -> None:
+        """Reload every ``interval_s`` seconds in the background."""
+        self._task = asyncio.get_running_loop().create_task(self._poll(interval_s))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _poll(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reload()
+            except Exception:
+                logger.exception("settings reload failed")
+
+    def _count(self, outcome: str) -> None:
+        self._metrics.config_reloads.labels(outcome).inc()
