@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-slow lint bench train-mnist clean
+.PHONY: install serve test test-slow lint bench bench-peers train-mnist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,23 @@ lint: $(STAMP)
 bench: $(STAMP) deps-system
 	$(BIN)/python -m loadtest.bench
 
+# Triton (through PyTriton, which bundles tritonserver) in a virtualenv of its own: it needs
+# numpy < 2. `make bench` stays free of it.
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/.installed: loadtest/peers-requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -r loadtest/peers-requirements.txt
+	touch $@
+
+bench-peers: $(STAMP) deps-system $(PEERS_VENV)/.installed
+	$(BIN)/python -m loadtest.peers --peer-python $(PEERS_VENV)/bin/python
+
 train-mnist: $(STAMP)
 	$(BIN)/primer-train mnist_dnn --data ../shared/data/mnist.npz --epochs 8 --name mnist_dnn --model-dir models
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache reports
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .ruff_cache reports
 
 # ----- gRPC / KServe v2 protobuf code (committed; `make test` fails when it is stale) -----
 .PHONY: generate check-generated perf-analyzer

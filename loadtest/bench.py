@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from loadtest.charts import bench_chart
 from loadtest.processes import free_port, running
 from loadtest.scenarios import (
     ROOT,
@@ -201,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             f"  head to head {name:22s} median {entry['median_requests_per_s']} req/s, "
             f"median ratio to {HEAD_TO_HEAD_BASELINE} {entry['median_ratio']}"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"\nreport written to {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    bench_chart(report, out.with_suffix(".png"))
+    print(f"\nreport written to {out} and {out.with_suffix('.png')}")
     return 0
 
 
