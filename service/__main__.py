@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from service import process_defaults
+
+    process_defaults.apply()
     from service.config import Settings
 
     overrides = dict(

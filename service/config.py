@@ -21,6 +21,7 @@ from pydantic_settings import (
 from contract.preprocessing import DEFAULT_MAX_PIXELS
 
 VersionPolicy = Literal["latest", "all", "specific"]
+SwapPolicy = Literal["availability", "resource"]
 STORAGE_SCHEMES = ("gs", "s3", "hdfs", "viewfs", "ram")
 """Filesystems (``tf.io.gfile``) a model base path may name besides local folders; web URLs
 (``http://``, ``https://``, anything else) are refused: models are never fetched from a URL."""
@@ -75,6 +76,15 @@ class ModelSettings(BaseModel):
     """Placement override: auto | cpu | gpu:N."""
     batching: BatchingSettings | None = None
     """Batching override for this model."""
+    swap_policy: SwapPolicy = "availability"
+    """How a new version replaces an old one: ``availability`` loads the new version and
+    unloads the old one only once the new one is AVAILABLE (two copies held for a moment);
+    ``resource`` unloads the old version first, then loads the new one (one copy at most:
+    requests get 503 with Retry-After in between). TF Serving's two policies."""
+    memory_budget_bytes: int | None = Field(None, ge=1)
+    """Most memory this model's versions may hold together, as estimated before each load
+    (``memory_footprint_factor``); a version that would exceed it is refused. None: no
+    per-model budget."""
 
 
 class Settings(BaseSettings):
@@ -104,6 +114,13 @@ class Settings(BaseSettings):
     """TensorFlow inter-op threads (0 = TensorFlow's default)."""
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     """Default batching for every model version."""
+    memory_budget_bytes: int | None = Field(None, ge=1)
+    """Most memory all loaded versions may hold together, as estimated before each load; a
+    version that would exceed it is refused (RESOURCE_EXHAUSTED in its status) and the
+    serving version keeps serving. None: no process budget."""
+    memory_footprint_factor: float = Field(1.2, gt=0)
+    """A version's estimated memory = its variables' size on disk times this factor (measured:
+    1.1 for a SavedModel of this project, docs/memory.md)."""
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     """Per-model overrides keyed by model name."""
     request_timeout_s: float = Field(30.0, gt=0)

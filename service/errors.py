@@ -42,11 +42,20 @@ class ModelNotFoundError(ServingError):
 
 
 class ModelUnavailableError(ServingError):
-    """The version exists but is still loading, failed to load, or is unloading."""
+    """The version exists but is still loading, failed to load, or is unloading.
+
+    Attributes:
+        retry_after_s: when a version is expected to be AVAILABLE again (REST sends it as
+            ``Retry-After``); None when nothing is on its way.
+    """
 
     http_status = 503
     grpc_code = grpc.StatusCode.UNAVAILABLE
     reason = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class InvalidInputError(ServingError, ValueError):

@@ -197,6 +197,18 @@ class Metrics:
         self.model_load_failures = Counter(
             f"{PREFIX}_model_load_failures", "Versions that failed to load.", ["model"], registry=r
         )
+        self.model_memory = Gauge(
+            f"{PREFIX}_model_memory_bytes",
+            "Estimated memory a held version takes (variables on disk times the footprint factor).",
+            model,
+            registry=r,
+        )
+        self.model_loads_refused = Counter(
+            f"{PREFIX}_model_loads_refused",
+            "Versions refused before loading, by reason (memory_budget).",
+            ["model", "reason"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads",
             "Settings reloads by outcome: applied, unchanged, invalid (the running settings stay).",

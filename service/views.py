@@ -71,6 +71,9 @@ class VersionStatus:
     version: int
     state: VersionState
     error: str = ""
+    error_code: int = 2
+    """The gRPC code of ``error`` (TF Serving reports UNKNOWN, 2, for a failed load;
+    RESOURCE_EXHAUSTED, 8, is a version refused by the memory budget)."""
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
+
+import grpc
 
 from contract.errors import InvalidModelNameError
 from contract.layout import check_model_name
@@ -25,7 +28,7 @@ from contract.model_card import ModelCard
 from service.config import Settings
 from service.errors import ModelNotFoundError, ModelUnavailableError, serving_error
 from service.metrics import Metrics, VersionMetrics
-from service.models import memory, source, storage
+from service.models import budget, memory, source, storage
 from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
@@ -77,8 +80,11 @@ class VersionRecord:
     version: int
     path: str
     fingerprint: tuple[int, ...]
+    footprint: int = 0
+    """Estimated memory once loaded (``memory.estimate_footprint``)."""
     state: VersionState = VersionState.START
     error: str = ""
+    error_code: int = 2
     served: ServedVersion | None = None
 
     @property
@@ -86,7 +92,11 @@ class VersionRecord:
         return f"{self.model}:{self.version}"
 
     def status(self) -> VersionStatus:
-        return VersionStatus(self.version, self.state, self.error)
+        return VersionStatus(self.version, self.state, self.error, self.error_code)
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state not in (VersionState.FAILED, VersionState.END)
 
 
 class ModelManager:
@@ -118,6 +128,7 @@ class ModelManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._poll_task: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
+        self._load_seconds: dict[str, float] = {}
         self.initial_load_done = False
         self._closing = False
 
@@ -180,13 +191,35 @@ class ModelManager:
             self._set_state(records.pop(version), None)
         for version in actions.load:
             path = on_disk[version]
-            record = VersionRecord(model, version, path, storage.fingerprint(path))
+            footprint = memory.estimate_footprint(path, self._settings.memory_footprint_factor)
+            record = VersionRecord(model, version, path, storage.fingerprint(path), footprint)
             records[version] = record
-            self._spawn(self._load(record))
+            if not self._refused_by_budget(record):
+                self._spawn(self._load(record))
         for version in actions.retire:
             self._spawn(self._retire(records[version]))
-        if not records:
+        if not records and not on_disk:
             del self._records[model]
+
+    def _refused_by_budget(self, record: VersionRecord) -> bool:
+        """Refuse a version the memory budget cannot hold: FAILED, RESOURCE_EXHAUSTED."""
+        held = [r for rs in self._records.values() for r in rs.values() if r.holds_memory]
+        why = budget.refusal(
+            record.label,
+            record.footprint,
+            sum(r.footprint for r in held if r.model == record.model and r is not record),
+            sum(r.footprint for r in held if r is not record),
+            self._settings.for_model(record.model).memory_budget_bytes,
+            self._settings.memory_budget_bytes,
+        )
+        if why is None:
+            return False
+        record.error = f"RESOURCE_EXHAUSTED: {why}"
+        record.error_code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        self._set_state(record, VersionState.FAILED)
+        self._metrics.model_loads_refused.labels(record.model, "memory_budget").inc()
+        logger.error("refused to load %s: %s", record.label, why)
+        return True
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -216,6 +249,7 @@ class ModelManager:
 
     async def _load(self, record: VersionRecord) -> None:
         self._set_state(record, VersionState.LOADING)
+        self._metrics.model_memory.labels(record.model, str(record.version)).set(record.footprint)
         started = time.monotonic()
         logger.info("loading %s from %s", record.label, record.path)
         try:
@@ -225,6 +259,7 @@ class ModelManager:
         except Exception as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             self._set_state(record, VersionState.FAILED)
+            self._forget_footprint(record)
             self._metrics.model_load_failures.labels(record.model).inc()
             logger.error("failed to load %s: %s", record.label, record.error)
             return
@@ -243,6 +278,7 @@ class ModelManager:
         )
         batcher.start()
         record.served = served
+        self._load_seconds[record.model] = time.monotonic() - started
         self._metrics.model_load_duration.labels(record.model).observe(time.monotonic() - started)
         self._set_state(record, VersionState.AVAILABLE)
         memory.after_load()
@@ -259,13 +295,23 @@ class ModelManager:
             await served.batcher.close()
             served.runtime.close()
         self._set_state(record, None)
+        self._forget_footprint(record)
         record.state = VersionState.END
         records = self._records.get(record.model, {})
         if records.get(record.version) is record:
-            del records[record.version]
-            if not records:
-                self._records.pop(record.model, None)
+            del records[record.version]  # the model stays known until its folder goes
         memory.after_unload()
+
+    def _forget_footprint(self, record: VersionRecord) -> None:
+        with contextlib.suppress(KeyError):
+            self._metrics.model_memory.remove(record.model, str(record.version))
+
+    def _retry_after(self, model: str, records: list[VersionRecord]) -> int | None:
+        """Seconds until a version of ``model`` is expected back; None if none is coming."""
+        coming = (VersionState.START, VersionState.LOADING, VersionState.UNLOADING)
+        if records and not any(record.state in coming for record in records):
+            return None
+        return max(1, math.ceil(self._load_seconds.get(model, 1.0)))
 
     # routing and views
     def model_names(self) -> list[str]:
@@ -282,7 +328,7 @@ class ModelManager:
         except InvalidModelNameError as exc:
             raise serving_error(exc) from None
         records = self._records.get(model)
-        if not records:
+        if records is None:
             raise ModelNotFoundError(
                 f"model {model!r} not found; available models: {self.model_names()}"
             )
@@ -308,8 +354,13 @@ class ModelManager:
             for record in records:
                 if record.served is not None and record.state is VersionState.AVAILABLE:
                     return record.served
-            states = ", ".join(f"{r.version}: {r.state.name}" for r in records)
-            raise ModelUnavailableError(f"model {model!r} has no AVAILABLE version ({states})")
+            states = ", ".join(f"{r.version}: {r.state.name}" for r in records) or (
+                "between versions: the old one is unloaded before the new one loads"
+            )
+            raise ModelUnavailableError(
+                f"model {model!r} has no AVAILABLE version ({states})",
+                self._retry_after(model, records),
+            )
         for record in records:
             if record.version == version:
                 if record.served is not None and record.state is VersionState.AVAILABLE:

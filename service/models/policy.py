@@ -6,6 +6,10 @@ Serving's ``AvailabilityPreservingPolicy``: a version the policy no longer wants
 only once every wanted version has settled (AVAILABLE or FAILED) and at least one of them
 is AVAILABLE, or at once when its folder is gone. A FAILED version is retried only when its
 files change.
+
+Under the ``resource`` swap policy (TF Serving's ``ResourcePreservingPolicy``) the order is
+reversed so that at most one copy is held: versions the policy no longer wants are retired
+first, and new versions load only once nothing is AVAILABLE or UNLOADING in their place.
 """
 
 from __future__ import annotations
@@ -74,4 +78,17 @@ def plan(on_disk: Collection[int], known: Mapping[int, Known], policy: ModelSett
             forget.add(version)
         elif state is VersionState.AVAILABLE and (gone or (settled and any_available)):
             retire.add(version)
+    if policy.swap_policy == "resource" and load:
+        load, retire = _resource_preserving(load, retire, current, aspired)
     return Actions(frozenset(load), frozenset(retire), frozenset(forget))
+
+
+def _resource_preserving(
+    load: set[int], retire: set[int], current: Mapping[int, VersionState], aspired: set[int]
+) -> tuple[set[int], set[int]]:
+    """Retire every unwanted held version now, and hold the loads back until they are gone."""
+    unwanted = {v for v, s in current.items() if v not in aspired and s is not VersionState.FAILED}
+    if not unwanted:
+        return load, retire
+    held = {v for v in unwanted if current[v] is VersionState.AVAILABLE}
+    return set(), retire | held

@@ -138,7 +138,11 @@ def json_response(
 
 def error_response(error: ServingError) -> Response:
     """The TF Serving REST error body: ``{"error": "..."}`` with the table's status."""
-    return json_response({"error": error.message}, status=error.http_status)
+    response = json_response({"error": error.message}, status=error.http_status)
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def server_timing(timing: Timing) -> str:

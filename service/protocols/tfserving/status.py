@@ -32,7 +32,7 @@ def model_status_proto(
         status.version = version_status.version
         status.state = _TFS_STATE[version_status.state]
         if version_status.state is VersionState.FAILED:
-            status.status.error_code = 2  # UNKNOWN: TF Serving's code for a failed load
+            status.status.error_code = version_status.error_code
             status.status.error_message = f"FAILED to load: {version_status.error}"
         else:
             status.status.CopyFrom(status_pb2.StatusProto())

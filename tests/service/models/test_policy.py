@@ -18,6 +18,8 @@ LATEST = ModelSettings()
 LATEST_2 = ModelSettings(latest=2)
 ALL = ModelSettings(version_policy="all")
 ONLY_2 = ModelSettings(version_policy="specific", versions=[2])
+RESOURCE = ModelSettings(swap_policy="resource")
+RESOURCE_ALL = ModelSettings(version_policy="all", swap_policy="resource")
 CHANGED = True
 
 
@@ -96,6 +98,16 @@ CASES = [
         "an unloading version is left to finish",
     ),
     ({}, known(v1=AVAILABLE), LATEST, actions(retire={1}), "a removed model unloads"),
+    # the resource-preserving swap: unload first, then load (one copy at most)
+    ({1}, {}, RESOURCE, actions(load={1}), "resource: a first load needs nothing retired"),
+    ({1, 2}, known(v1=AVAILABLE), RESOURCE, actions(retire={1}), "resource: retire first"),
+    ({1, 2}, known(v1=UNLOADING), RESOURCE, actions(), "resource: wait for the unload"),
+    ({1, 2}, {}, RESOURCE, actions(load={2}), "resource: then load the new version"),
+    ({1, 2}, known(v1=AVAILABLE, v2=LOADING), RESOURCE, actions(), "resource: wait"),
+    ({1, 2}, known(v1=FAILED), RESOURCE, actions(load={2}), "resource: a FAILED one holds nothing"),
+    ({2}, known(v1=AVAILABLE), RESOURCE, actions(retire={1}), "resource: a deleted folder"),
+    ({1, 2}, known(v1=AVAILABLE), RESOURCE_ALL, actions(load={2}), "resource: nothing to replace"),
+    ({1, 2}, known(v1=AVAILABLE), LATEST, actions(load={2}), "availability: load first"),
 ]
 
 
