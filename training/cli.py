@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             EXIT_FAILURE,
         )
     accuracy = outcome.result.test_accuracy
+    if not outcome.version_dir.exists():  # a worker other than the chief
+        print(f"{PROG}: trained (test accuracy {accuracy:.4f}); only the chief exports")
+        return 0
     print(f"{PROG}: exported {outcome.version_dir} (test accuracy {accuracy:.4f})")
     return 0
 
