@@ -38,6 +38,10 @@ class ClusterError(ValueError):
     """``TF_CONFIG`` is missing or does not describe this task."""
 
 
+class PeerLostError(RuntimeError):
+    """A collective failed because another worker died or restarted."""
+
+
 @dataclass(frozen=True)
 class Cluster:
     """This process's place in a training cluster.

@@ -36,9 +36,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.distribute import Cluster, shard_policy
+from training.distribute import Cluster, PeerLostError, shard_policy
 from training.fit import MONITOR, TrainConfig, TrainResult
 from training.models.transfer import split_layers
+from training.schedules import WarmupSchedule
 from training.stages import Stage
 
 Log = Callable[[str], None]
@@ -102,30 +103,6 @@ class LoopResult(TrainResult):
             replicas=self.replicas,
         )
         return (json.dumps(data, indent=2) + "\n").encode("utf-8")
-
-
-@keras.saving.register_keras_serializable(package="primer")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear ramp to ``rate`` over ``warmup`` steps, then cosine decay to 0 or constant."""
-
-    def __init__(self, rate: float, warmup: int, total: int, cosine: bool) -> None:
-        self.rate, self.warmup, self.total, self.cosine = rate, warmup, total, cosine
-
-    def __call__(self, step: Any) -> Any:
-        step = tf.cast(step, tf.float32)
-        ramp = self.rate * (step + 1.0) / max(self.warmup, 1)
-        after = tf.maximum(step - self.warmup, 0.0) / max(self.total - self.warmup, 1)
-        decayed = self.rate * 0.5 * (1.0 + tf.cos(math.pi * tf.minimum(after, 1.0)))
-        rest = decayed if self.cosine else tf.constant(self.rate, tf.float32)
-        return tf.where(step < self.warmup, ramp, rest)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "rate": self.rate,
-            "warmup": self.warmup,
-            "total": self.total,
-            "cosine": self.cosine,
-        }
 
 
 def set_part(model: keras.Model, part: str) -> None:
@@ -223,6 +200,28 @@ def _train_step(
     return step
 
 
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def _guarded(step: Callable[[Any], Any], iterator: Any, epoch: int, config: LoopConfig) -> Any:
+    """One step; a collective that fails because a peer is gone becomes :class:`PeerLostError`."""
+    try:
+        return step(iterator)
+    except _PEER_ERRORS as exc:
+        if config.cluster.workers == 1:
+            raise
+        where = (
+            f"the backup in {config.backup_dir}"
+            if config.backup_dir
+            else "epoch 1 (no --backup-dir)"
+        )
+        raise PeerLostError(
+            f"{config.cluster.name}: a peer worker was lost during epoch {epoch + 1} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); restart every worker "
+            f"with the same options to resume from {where}"
+        ) from None
+
+
 def _save(manager_for: Callable[[Path], tf.train.CheckpointManager], config: LoopConfig) -> None:
     """Every worker saves (saving may use collectives); only the chief's copy is kept."""
     assert config.backup_dir is not None
@@ -317,7 +316,7 @@ def train_loop(
             log(f"epoch {epoch + 1}/{planned} (stage {record['name']}) started")
             began, loss, hits, count, ran = time.monotonic(), 0.0, 0.0, 0.0, 0
             for _ in range(steps_per_epoch):
-                batch_loss, batch_hits, batch_count = step(iterator)
+                batch_loss, batch_hits, batch_count = _guarded(step, iterator, epoch, config)
                 loss, hits, count = (
                     loss + float(batch_loss),
                     hits + float(batch_hits),
