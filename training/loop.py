@@ -157,20 +157,25 @@ class _State:
             weight.assign(kept)
 
 
-def _evaluate(model: keras.Model, data: tf.data.Dataset) -> tuple[float, float]:
-    @tf.function
+def _evaluator(model: keras.Model) -> Callable[[tf.data.Dataset], tuple[float, float]]:
+    """(mean loss, accuracy) over a finite dataset, on this worker alone."""
+
+    @tf.function(reduce_retracing=True)
     def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         probs = model(x, training=False)
         loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, probs))
         hits = tf.reduce_sum(tf.cast(tf.argmax(probs, -1) == tf.cast(y, tf.int64), tf.float64))
         return tf.cast(loss, tf.float64), hits
 
-    loss = hits = count = 0.0
-    for x, y in data:
-        batch_loss, batch_hits = step(x, y)
-        loss, hits = loss + float(batch_loss), hits + float(batch_hits)
-        count += int(tf.shape(y)[0])
-    return loss / count, hits / count
+    def evaluate(data: tf.data.Dataset) -> tuple[float, float]:
+        loss = hits = count = 0.0
+        for x, y in data:
+            batch_loss, batch_hits = step(x, y)
+            loss, hits = loss + float(batch_loss), hits + float(batch_hits)
+            count += int(tf.shape(y)[0])
+        return loss / count, hits / count
+
+    return evaluate
 
 
 def _train_step(
@@ -271,6 +276,7 @@ def train_loop(
     with strategy.scope():
         model = build()
     state = _State(model)
+    evaluate = _evaluator(model)
     planned = sum(stage.epochs for stage in config.stages)
     resumed_at = None
     if config.backup_dir and tf.train.latest_checkpoint(str(config.backup_dir)):
@@ -306,7 +312,10 @@ def train_loop(
             optimizer = keras.optimizers.Adam(learning_rate=schedule)
             optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **state.trackables())
-        if resumed_at is not None and first < resumed_at - 1:  # resumed inside this stage
+        resumed_inside = resumed_at is not None and first < resumed_at - 1
+        if resumed_at is not None and first == resumed_at - 1 and index > 0:
+            state.restore_best(model)  # as if the previous stage had just ended here
+        if resumed_inside:
             checkpoint.restore(tf.train.latest_checkpoint(str(config.backup_dir))).expect_partial()
         step = _train_step(strategy, model, optimizer)
         before = model.get_weights()
@@ -326,7 +335,7 @@ def train_loop(
                 if config.max_steps and int(state.steps.numpy()) + ran >= config.max_steps:
                     break
             seconds = (time.monotonic() - began) / ran
-            val_loss, val_accuracy = _evaluate(model, val_data)
+            val_loss, val_accuracy = evaluate(val_data)
             rate = float(schedule(optimizer.iterations - 1))
             entry = {"loss": loss / count, "accuracy": hits / count, "val_loss": val_loss,
                      "val_accuracy": val_accuracy, "epoch": epoch + 1, "stage": index,
@@ -354,14 +363,14 @@ def train_loop(
                     lambda d, c=checkpoint: tf.train.CheckpointManager(c, str(d), max_to_keep=2),
                     config,
                 )
+        record["changed_layers"] = None if resumed_inside else changed_layers(model, before)
         state.restore_best(model)  # the next stage starts from the best weights so far
         state.wait.assign(0)
-        record["changed_layers"] = changed_layers(model, before) if resumed_at is None else None
     epoch_stages = [int(s) for s in history.pop("stage")]
     epochs = history.pop("epoch")
     for number, record in enumerate(stage_records):
         record["first_entry"] = next((i for i, s in enumerate(epoch_stages) if s == number), None)
-    test_loss, test_accuracy = _evaluate(model, test_data)
+    test_loss, test_accuracy = evaluate(test_data)
     result = LoopResult(
         history=history,
         epochs_run=len(epochs),

@@ -80,13 +80,3 @@ def parse_stages(text: str, default_rate: float) -> tuple[Stage, ...]:
 def default_stages(epochs: int, learning_rate: float, freeze_base: bool) -> tuple[Stage, ...]:
     """The single stage of a run without ``--stages``."""
     return (Stage("head" if freeze_base else "all", epochs, learning_rate),)
-
-
-def stage_of_epoch(stages: tuple[Stage, ...], epoch: int) -> tuple[int, int]:
-    """(stage index, epoch within the stage), both 0-based, of the run's 0-based ``epoch``."""
-    start = 0
-    for index, stage in enumerate(stages):
-        if epoch < start + stage.epochs:
-            return index, epoch - start
-        start += stage.epochs
-    raise IndexError(f"epoch {epoch} is past the {start} planned epochs")

@@ -1,0 +1,136 @@
+"""The custom loop under the default strategy: killed mid-epoch, resumed from the backup;
+staged transfer learning; a backup of another run refused; the warm-up ramp."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training.conftest import MNIST_NPZ
+from tests.training.helpers import write_class_folders
+from tests.training.workers import lines, start, wait_for
+from training.cli import main
+from training.models import transfer
+from training.models.architectures import resnet50
+from training.options import build_parser
+from training.run import train_and_export
+from training.schedules import WarmupSchedule
+
+
+def _history(version_dir: Path) -> dict:
+    return json.loads((version_dir / "assets.extra" / "history.json").read_text())
+
+
+def test_killed_mid_epoch_resumes_from_the_backup(tmp_path: Path) -> None:
+    backup, models, log = tmp_path / "backup", tmp_path / "models", tmp_path / "train.log"
+    argv = ["mnist_dnn", "--data", str(MNIST_NPZ), "--limit", "3000", "--batch-size", "4",
+            "--epochs", "3", "--warmup-epochs", "1", "--backup-dir", str(backup),
+            "--model-dir", str(models)]  # fmt: skip
+    first = start(argv, log)
+    try:
+        wait_for(log, "epoch 2/3 (stage 1:all) started", first, timeout=300)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    before = lines(log)
+    assert not any("epoch 2/3 (stage 1:all): loss" in line for line in before), before  # mid-epoch
+    epoch_1 = next(line for line in before if "epoch 1/3 (stage 1:all): loss" in line)
+    assert not models.exists() or not any(models.rglob("saved_model.pb"))
+
+    log.write_text("")
+    second = start(argv, log)
+    assert second.wait(timeout=600) == 0, log.read_text()[-3000:]
+    after = lines(log)
+    assert any("resumed from backup" in line and "going on at epoch 2" in line for line in after)
+    started = [line for line in after if line.endswith("started")]
+    assert [s.split("epoch ")[1].split(" ")[0] for s in started] == ["2/3", "3/3"], after
+    versions = sorted(p.name for p in (models / "mnist_dnn").iterdir())
+    assert versions == ["1"]
+    history = _history(models / "mnist_dnn" / "1")
+    assert history["resumed_at"] == 2 and history["epochs_run"] == 3
+    logged = float(epoch_1.split("val_accuracy ")[1].split(";")[0])
+    assert round(history["history"]["val_accuracy"][0], 4) == logged  # epoch 1 kept, not rerun
+    assert history["test_accuracy"] > 0.8
+
+
+def test_a_backup_of_another_architecture_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backup = tmp_path / "backup"
+    common = ["--data", str(MNIST_NPZ), "--limit", "200", "--backup-dir", str(backup),
+              "--model-dir", str(tmp_path / "models"), "--verbose", "0"]  # fmt: skip
+    assert main(["mnist_dnn", "--epochs", "1", *common]) == 0
+    capsys.readouterr()
+    assert main(["sign_cnn", "--image-size", "28x28", "--epochs", "1", *common]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"primer-train: error: --backup-dir {backup} holds a backup of another run: its "
+        f"architecture is 'mnist_dnn', this run's is 'sign_cnn'; give an empty or new "
+        f"--backup-dir, or the options of the run that wrote it"
+    ]
+    assert "epoch" not in captured.out
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["mnist_dnn"]
+
+
+def test_bad_stages_and_warmup_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data", str(MNIST_NPZ), "--limit", "100"]
+    assert main(["mnist_dnn", *data, "--stages", "all:2,frozen:1"]) == 2
+    assert "--stages item 'frozen:1': expected PART:EPOCHS[@RATE]" in capsys.readouterr().err
+    assert main(["mnist_dnn", *data, "--stages", "head:1"]) == 2
+    assert "a head stage freezes the convolutional frontend; mnist_dnn has none" in (
+        capsys.readouterr().err
+    )
+    assert main(["mnist_dnn", *data, "--stages", "all:2", "--warmup-epochs", "2"]) == 2
+    assert "--warmup-epochs 2 must be fewer than every stage's epochs" in capsys.readouterr().err
+
+
+def test_warmup_ramps_linearly_then_decays() -> None:
+    cosine = WarmupSchedule(0.1, warmup=4, total=12, cosine=True)
+    rates = [float(cosine(step)) for step in range(13)]
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert rates[4] == pytest.approx(0.1) and rates[8] == pytest.approx(0.05)
+    assert all(a > b for a, b in itertools.pairwise(rates[4:])) and rates[12] < 1e-9
+    constant = WarmupSchedule(0.1, warmup=2, total=12, cosine=False)
+    assert [float(constant(s)) for s in (0, 1, 2, 11)] == pytest.approx([0.05, 0.1, 0.1, 0.1])
+
+
+def _frontend_and_head(model: keras.Model) -> tuple[list[np.ndarray], list[str]]:
+    frontend, head = transfer.split_layers(model)
+    weights = [w.numpy() for layer in frontend for w in layer.weights]
+    return weights, [layer.name for layer in head if layer.weights]
+
+
+def test_staged_transfer_learning_trains_the_head_then_everything(tmp_path: Path) -> None:
+    data = tmp_path / "images"
+    write_class_folders(data, ("cat", "dog", "fox"), per_class=8, size=(40, 40))
+    source = resnet50((32, 32, 3), 3)
+    weights = tmp_path / "resnet50.weights.h5"
+    source.save_weights(weights)
+    source_frontend, head_layers = _frontend_and_head(source)
+    argv = ["resnet50", "--data", str(data), "--input-size", "32x32", "--weights", str(weights),
+            "--stages", "head:1,all:1@1e-4", "--batch-size", "4", "--steps-per-epoch", "3",
+            "--learning-rate", "0.01", "--backup-dir", str(tmp_path / "backup"),
+            "--model-dir", str(tmp_path / "models")]  # fmt: skip
+    stage_1 = train_and_export(build_parser().parse_args([*argv, "--max-steps", "3"]))
+    frontend_1, _ = _frontend_and_head(stage_1.model)
+    assert all(np.array_equal(a, b) for a, b in zip(frontend_1, source_frontend, strict=True))
+    history_1 = _history(stage_1.version_dir)
+    assert history_1["stages"][0]["changed_layers"] == head_layers  # the head, all of it
+
+    both = train_and_export(build_parser().parse_args(argv))  # resumes into stage 2
+    history = _history(both.version_dir)
+    assert history["resumed_at"] == 2 and history["epoch_stages"] == [0, 1]
+    assert [s["name"] for s in history["stages"]] == ["1:head", "2:all"]
+    assert [s["first_entry"] for s in history["stages"]] == [0, 1]
+    assert [s["learning_rate"] for s in history["stages"]] == [0.01, 1e-4]
+    assert len(history["history"]["val_accuracy"]) == 2
+    assert history["stages"][1]["changed_layers"] is not None
+    assert set(history["stages"][1]["changed_layers"]) - set(head_layers)  # frontend too
+    assert (both.version_dir / "assets.extra" / "training_curves.png").stat().st_size > 0
