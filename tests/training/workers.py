@@ -31,9 +31,19 @@ def tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
 
 
-def start(argv: list[str], log: Path, config: str | None = None) -> subprocess.Popen[bytes]:
-    """``python -m training.cli ARGV`` with its output appended to ``log``."""
+def start(
+    argv: list[str], log: Path, config: str | None = None, tmpdir: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m training.cli ARGV`` with its output appended to ``log``.
+
+    Args:
+        config: the TF_CONFIG to give the process (none if None).
+        tmpdir: its TMPDIR, to see what temporary files it leaves behind.
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if tmpdir is not None:
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
     env.pop("TF_CONFIG", None)
     if config is not None:
         env["TF_CONFIG"] = config
