@@ -290,6 +290,20 @@ def _fit(
     return model, weights, train(model, fit.dataset, val.dataset, test.dataset, config)
 
 
+def _loop_provenance(args: argparse.Namespace, result: TrainResult) -> dict[str, Any]:
+    """Strategy, workers, global batch, stages and resume point of a custom-loop run."""
+    if not hasattr(result, "stages"):
+        return {"strategy": "default (model.fit)"}
+    return {
+        "strategy": args.strategy,
+        "replicas": result.replicas,
+        "global_batch": result.global_batch,
+        "warmup_epochs": args.warmup_epochs,
+        "stages": [{k: v for k, v in s.items() if k != "changed_layers"} for s in result.stages],
+        "resumed_at_epoch": result.resumed_at,
+    }
+
+
 def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outcome:
     """Train the planned model and export it as the next version."""
     plan = plan or prepare(args)
@@ -336,6 +350,7 @@ def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outc
         train_images=len(x_fit),
         validation_images=len(x_val),
         training_seconds=round(time.monotonic() - started, 1),
+        **_loop_provenance(args, result),
     )
     cluster = plan.loop.cluster if plan.loop else Cluster()
     with export_target(args.model_dir, cluster) as model_dir:
