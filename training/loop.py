@@ -112,19 +112,16 @@ def set_part(model: keras.Model, part: str) -> None:
         layer.trainable = part == "all" or layer not in frontend
 
 
-def changed_layers(model: keras.Model, before: list[np.ndarray]) -> list[str]:
-    """Names of the layers whose weights differ from ``before`` (``model.get_weights()``)."""
-    after, names = model.get_weights(), []
-    i = 0
-    for layer in model.layers:
+def changed_layers(model: keras.Model, before: list[np.ndarray]) -> list[int]:
+    """Indices (in ``model.layers``) of the layers whose weights differ from ``before``."""
+    after, changed, i = model.get_weights(), [], 0
+    for index, layer in enumerate(model.layers):
         count = len(layer.get_weights())
-        if any(
-            not np.array_equal(a, b)
-            for a, b in zip(before[i : i + count], after[i : i + count], strict=True)
-        ):
-            names.append(layer.name)
+        pairs = zip(before[i : i + count], after[i : i + count], strict=True)
+        if any(not np.array_equal(a, b) for a, b in pairs):
+            changed.append(index)
         i += count
-    return names
+    return changed
 
 
 class _State:
@@ -363,7 +360,9 @@ def train_loop(
                     lambda d, c=checkpoint: tf.train.CheckpointManager(c, str(d), max_to_keep=2),
                     config,
                 )
-        record["changed_layers"] = None if resumed_inside else changed_layers(model, before)
+        changed = None if resumed_inside else changed_layers(model, before)
+        record["changed_layers"] = changed
+        record["changed_layer_names"] = changed and [model.layers[i].name for i in changed]
         state.restore_best(model)  # the next stage starts from the best weights so far
         state.wait.assign(0)
     epoch_stages = [int(s) for s in history.pop("stage")]

@@ -299,7 +299,9 @@ def _loop_provenance(args: argparse.Namespace, result: TrainResult) -> dict[str,
         "replicas": result.replicas,
         "global_batch": result.global_batch,
         "warmup_epochs": args.warmup_epochs,
-        "stages": [{k: v for k, v in s.items() if k != "changed_layers"} for s in result.stages],
+        "stages": [
+            {k: v for k, v in s.items() if not k.startswith("changed")} for s in result.stages
+        ],
         "resumed_at_epoch": result.resumed_at,
     }
 

@@ -1,11 +1,12 @@
 """The custom loop under the default strategy: killed mid-epoch, resumed from the backup;
-staged transfer learning; a backup of another run refused; the warm-up ramp."""
+staged sign CNN transfer learning; a backup of another run refused; the warm-up ramp."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -17,7 +18,7 @@ from tests.training.helpers import write_class_folders
 from tests.training.workers import lines, start, wait_for
 from training.cli import main
 from training.models import transfer
-from training.models.architectures import resnet50
+from training.models.architectures import resnet50, sign_cnn
 from training.options import build_parser
 from training.run import train_and_export
 from training.schedules import WarmupSchedule
@@ -101,20 +102,29 @@ def test_warmup_ramps_linearly_then_decays() -> None:
     assert [float(constant(s)) for s in (0, 1, 2, 11)] == pytest.approx([0.05, 0.1, 0.1, 0.1])
 
 
-def _frontend_and_head(model: keras.Model) -> tuple[list[np.ndarray], list[str]]:
+def _frontend_and_head(model: keras.Model) -> tuple[list[np.ndarray], list[int]]:
+    """The frontend's variables, and the indices in ``model.layers`` of head layers with weights."""
     frontend, head = transfer.split_layers(model)
     weights = [w.numpy() for layer in frontend for w in layer.weights]
-    return weights, [layer.name for layer in head if layer.weights]
+    return weights, [model.layers.index(layer) for layer in head if layer.weights]
 
 
-def test_staged_transfer_learning_trains_the_head_then_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "build",
+    [sign_cnn, pytest.param(resnet50, marks=pytest.mark.slow)],  # ResNet50: frozen batch norm
+    ids=["sign_cnn", "resnet50"],
+)
+def test_staged_transfer_learning_trains_the_head_then_everything(
+    tmp_path: Path, build: Callable[..., keras.Model]
+) -> None:
     data = tmp_path / "images"
     write_class_folders(data, ("cat", "dog", "fox"), per_class=8, size=(40, 40))
-    source = resnet50((32, 32, 3), 3)
-    weights = tmp_path / "resnet50.weights.h5"
+    source = build((32, 32, 3), 3)
+    weights = tmp_path / f"{build.__name__}.weights.h5"
     source.save_weights(weights)
     source_frontend, head_layers = _frontend_and_head(source)
-    argv = ["resnet50", "--data", str(data), "--input-size", "32x32", "--weights", str(weights),
+    argv = [build.__name__, "--data", str(data), "--input-size", "32x32", "--color-mode", "rgb",
+            "--weights", str(weights),
             "--stages", "head:1,all:1@1e-4", "--batch-size", "4", "--steps-per-epoch", "3",
             "--learning-rate", "0.01", "--backup-dir", str(tmp_path / "backup"),
             "--model-dir", str(tmp_path / "models")]  # fmt: skip
@@ -133,4 +143,7 @@ def test_staged_transfer_learning_trains_the_head_then_everything(tmp_path: Path
     assert len(history["history"]["val_accuracy"]) == 2
     assert history["stages"][1]["changed_layers"] is not None
     assert set(history["stages"][1]["changed_layers"]) - set(head_layers)  # frontend too
+    assert len(history["stages"][1]["changed_layer_names"]) == len(
+        history["stages"][1]["changed_layers"]
+    )
     assert (both.version_dir / "assets.extra" / "training_curves.png").stat().st_size > 0
