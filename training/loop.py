@@ -36,11 +36,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.distribute import Cluster, PeerLostError, shard_policy
+from training.distribute import Cluster, shard_policy
 from training.fit import MONITOR, TrainConfig, TrainResult
 from training.models.transfer import split_layers
 from training.schedules import WarmupSchedule
 from training.stages import Stage
+from training.steps import evaluator, run_epoch, train_step
 
 Log = Callable[[str], None]
 
@@ -150,78 +151,10 @@ class _State:
             kept.assign(weight.value)
 
     def restore_best(self, model: keras.Model) -> None:
+        if float(self.best_accuracy.numpy()) < 0:
+            return  # no epoch validated yet
         for kept, weight in zip(self.best, model.weights, strict=True):
             weight.assign(kept)
-
-
-def _evaluator(model: keras.Model) -> Callable[[tf.data.Dataset], tuple[float, float]]:
-    """(mean loss, accuracy) over a finite dataset, on this worker alone."""
-
-    @tf.function(reduce_retracing=True)
-    def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        probs = model(x, training=False)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, probs))
-        hits = tf.reduce_sum(tf.cast(tf.argmax(probs, -1) == tf.cast(y, tf.int64), tf.float64))
-        return tf.cast(loss, tf.float64), hits
-
-    def evaluate(data: tf.data.Dataset) -> tuple[float, float]:
-        loss = hits = count = 0.0
-        for x, y in data:
-            batch_loss, batch_hits = step(x, y)
-            loss, hits = loss + float(batch_loss), hits + float(batch_hits)
-            count += int(tf.shape(y)[0])
-        return loss / count, hits / count
-
-    return evaluate
-
-
-def _train_step(
-    strategy: tf.distribute.Strategy, model: keras.Model, optimizer: keras.optimizers.Optimizer
-) -> Callable[[Any], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
-    def replica_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            probs = model(x, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(y, probs)
-            loss = tf.nn.compute_average_loss(per_example)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        hits = tf.reduce_sum(tf.cast(tf.argmax(probs, -1) == tf.cast(y, tf.int64), tf.float32))
-        return tf.reduce_sum(per_example), hits, tf.cast(tf.size(y), tf.float32)
-
-    @tf.function
-    def step(iterator: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        x, y = next(iterator)
-        results = strategy.run(replica_step, args=(x, y))
-        loss, hits, count = (
-            strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results
-        )
-        return loss, hits, count
-
-    return step
-
-
-_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-def _guarded(step: Callable[[Any], Any], iterator: Any, epoch: int, config: LoopConfig) -> Any:
-    """One step; a collective that fails because a peer is gone becomes :class:`PeerLostError`."""
-    try:
-        return step(iterator)
-    except _PEER_ERRORS as exc:
-        if config.cluster.workers == 1:
-            raise
-        where = (
-            f"the backup in {config.backup_dir}"
-            if config.backup_dir
-            else "epoch 1 (no --backup-dir)"
-        )
-        raise PeerLostError(
-            f"{config.cluster.name}: a peer worker was lost during epoch {epoch + 1} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); restart every worker "
-            f"with the same options to resume from {where}"
-        ) from None
 
 
 def _save(manager_for: Callable[[Path], tf.train.CheckpointManager], config: LoopConfig) -> None:
@@ -273,7 +206,7 @@ def train_loop(
     with strategy.scope():
         model = build()
     state = _State(model)
-    evaluate = _evaluator(model)
+    evaluate = evaluator(model)
     planned = sum(stage.epochs for stage in config.stages)
     resumed_at = None
     if config.backup_dir and tf.train.latest_checkpoint(str(config.backup_dir)):
@@ -312,25 +245,20 @@ def train_loop(
         resumed_inside = resumed_at is not None and first < resumed_at - 1
         if resumed_at is not None and first == resumed_at - 1 and index > 0:
             state.restore_best(model)  # as if the previous stage had just ended here
+            state.wait.assign(0)
         if resumed_inside:
             checkpoint.restore(tf.train.latest_checkpoint(str(config.backup_dir))).expect_partial()
-        step = _train_step(strategy, model, optimizer)
+        step = train_step(strategy, model, optimizer)
         before = model.get_weights()
         while (epoch := int(state.epoch.numpy())) < start:
             if config.max_steps and int(state.steps.numpy()) >= config.max_steps:
                 break
             log(f"epoch {epoch + 1}/{planned} (stage {record['name']}) started")
-            began, loss, hits, count, ran = time.monotonic(), 0.0, 0.0, 0.0, 0
-            for _ in range(steps_per_epoch):
-                batch_loss, batch_hits, batch_count = _guarded(step, iterator, epoch, config)
-                loss, hits, count = (
-                    loss + float(batch_loss),
-                    hits + float(batch_hits),
-                    count + float(batch_count),
-                )
-                ran += 1
-                if config.max_steps and int(state.steps.numpy()) + ran >= config.max_steps:
-                    break
+            began = time.monotonic()
+            budget = config.max_steps - int(state.steps.numpy()) if config.max_steps else None
+            ran, loss, hits, count = run_epoch(
+                step, iterator, steps_per_epoch, budget, epoch, config
+            )
             seconds = (time.monotonic() - began) / ran
             val_loss, val_accuracy = evaluate(val_data)
             rate = float(schedule(optimizer.iterations - 1))
@@ -365,6 +293,7 @@ def train_loop(
         record["changed_layer_names"] = changed and [model.layers[i].name for i in changed]
         state.restore_best(model)  # the next stage starts from the best weights so far
         state.wait.assign(0)
+    state.restore_best(model)  # also when every stage was done before a resume
     epoch_stages = [int(s) for s in history.pop("stage")]
     epochs = history.pop("epoch")
     for number, record in enumerate(stage_records):

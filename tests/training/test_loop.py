@@ -12,16 +12,19 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.training.conftest import MNIST_NPZ
 from tests.training.helpers import write_class_folders
 from tests.training.workers import lines, start, wait_for
 from training.cli import main
+from training.loop import LoopConfig, LoopResult, train_loop
 from training.models import transfer
-from training.models.architectures import resnet50, sign_cnn
+from training.models.architectures import mnist_dnn, resnet50, sign_cnn
 from training.options import build_parser
 from training.run import train_and_export
 from training.schedules import WarmupSchedule
+from training.stages import Stage
 
 
 def _history(version_dir: Path) -> dict:
@@ -147,3 +150,41 @@ def test_staged_transfer_learning_trains_the_head_then_everything(
         history["stages"][1]["changed_layers"]
     )
     assert (both.version_dir / "assets.extra" / "training_curves.png").stat().st_size > 0
+
+
+def _never_right_run(backup: Path, max_steps: int | None) -> tuple[keras.Model, LoopResult]:
+    """mnist_dnn on noise whose validation labels never occur in training (val accuracy 0)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28), dtype=np.float32)
+    fit = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 5)).repeat().batch(16)
+    val = tf.data.Dataset.from_tensor_slices((x[:16], np.full(16, 9))).batch(16)
+    config = LoopConfig(stages=(Stage("all", 6, 1e-3),), batch_size=16, patience=2,
+                        max_steps=max_steps, backup_dir=backup)  # fmt: skip
+    return train_loop(
+        tf.distribute.get_strategy(), mnist_dnn, fit, 64, val, val, config, log=lambda _: None
+    )
+
+
+def test_early_stopping_and_the_best_weights_survive_a_resume(tmp_path: Path) -> None:
+    first, _ = _never_right_run(tmp_path / "backup", max_steps=8)  # 2 epochs of 4 steps
+    kept_after_first = first.get_weights()
+    model, result = _never_right_run(tmp_path / "backup", max_steps=None)
+    # Epoch 1 was the best (0 > nothing), epoch 2 did not improve: one more epoch ends the
+    # patience of 2. Had the count restarted at the resume, epochs 3 and 4 would both run.
+    assert result.resumed_at == 3 and result.history["val_accuracy"] == [0.0, 0.0, 0.0]
+    assert result.epochs_run == 3 and result.best_epoch == 1
+    assert all(
+        np.array_equal(a, b) for a, b in zip(model.get_weights(), kept_after_first, strict=True)
+    )
+
+
+def test_mirrored_strategy_trains_and_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["mnist_dnn", "--data", str(MNIST_NPZ), "--limit", "300", "--epochs", "1",
+            "--strategy", "mirrored", "--model-dir", str(tmp_path / "models")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mirrored worker 0: global batch 128 = 128 per replica x 1 replica(s)" in out  # no GPU
+    history = _history(tmp_path / "models" / "mnist_dnn" / "1")
+    assert history["replicas"] == 1 and history["epochs_run"] == 1
