@@ -50,20 +50,20 @@ class Cluster:
         task_type: ``chief`` or ``worker``.
         task_index: index of this task in its type's address list.
         workers: number of training processes (chief included).
+        has_chief_task: whether the cluster has a ``chief`` task (else worker 0 is the chief).
     """
 
     task_type: str = "worker"
     task_index: int = 0
     workers: int = 1
+    has_chief_task: bool = False
 
     @property
     def is_chief(self) -> bool:
         """Whether this task exports and writes the real backup."""
         if self.task_type == "chief":
             return True
-        return self.task_type == "worker" and self.task_index == 0 and not self._has_chief
-
-    _has_chief: bool = False
+        return self.task_type == "worker" and self.task_index == 0 and not self.has_chief_task
 
     @property
     def name(self) -> str:
@@ -125,7 +125,7 @@ def read_cluster(strategy: str, environ: Mapping[str, str] | None = None) -> Clu
             f"{task_type} address(es), so expected 0 to {size - 1}"
         )
     workers = sum(len(addresses) for addresses in cluster.values())
-    return Cluster(task_type, index, workers, _has_chief="chief" in cluster)
+    return Cluster(task_type, index, workers, has_chief_task="chief" in cluster)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

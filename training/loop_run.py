@@ -187,6 +187,7 @@ def plain_copy(model: keras.Model, build: Callable[[], keras.Model]) -> keras.Mo
     plain = build()
     for target, source in zip(plain.layers, model.layers, strict=True):
         target.set_weights(source.get_weights())
+        target.trainable = source.trainable  # as the last stage left it, for the provenance
     return plain
 
 

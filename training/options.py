@@ -45,6 +45,12 @@ augmentation (training images only; never part of the exported model):
   --zoom Z draws a zoom factor from [1-Z, 1+Z]; shifts are fractions of the image size;
   --brightness B adds one delta from [-255B, +255B] per image, clipped to 0-255.
 
+distributed, resumable and staged training (docs/training.md):
+  --strategy multi-worker reads TF_CONFIG; worker 0 is the chief and alone exports. With
+  --backup-dir a restarted run goes on after the last finished epoch. --stages runs
+  PART:EPOCHS[@RATE] items in order (head: frontend frozen; all: every layer), e.g.
+  {prog} resnet50 --data photos/ --weights r50.weights.h5 --stages head:3,all:5@1e-5
+
 smoke runs:
   --limit, --steps-per-epoch and --max-steps keep a run to seconds, e.g.
   {prog} resnet50 --data images/ --input-size 64x64 --limit 64 --max-steps 5

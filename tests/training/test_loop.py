@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contract.model_card import read_model_card
 from tests.training.conftest import MNIST_NPZ
 from tests.training.helpers import write_class_folders
 from tests.training.workers import lines, start, wait_for
@@ -188,3 +189,12 @@ def test_mirrored_strategy_trains_and_exports(
     assert "mirrored worker 0: global batch 128 = 128 per replica x 1 replica(s)" in out  # no GPU
     history = _history(tmp_path / "models" / "mnist_dnn" / "1")
     assert history["replicas"] == 1 and history["epochs_run"] == 1
+    card = read_model_card(tmp_path / "models" / "mnist_dnn" / "1")
+    assert card is not None
+    provenance = card.provenance
+    assert (provenance["strategy"], provenance["replicas"], provenance["global_batch"]) == (
+        "mirrored",
+        1,
+        128,
+    )
+    assert provenance["stages"][0]["part"] == "all" and provenance["resumed_at_epoch"] is None
