@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from training.data.datasets import DatasetError
+from training.distribute import PeerLostError
 from training.models.registry import WeightsError
 from training.options import (
     EXIT_FAILURE,
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = train_and_export(args)
     except CliError as exc:
         return _fail(str(exc), exc.status)
-    except (DatasetError, ExportError, WeightsError) as exc:
+    except (DatasetError, ExportError, WeightsError, PeerLostError) as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail("interrupted; no version was exported", EXIT_INTERRUPTED)
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             EXIT_FAILURE,
         )
     accuracy = outcome.result.test_accuracy
+    if not outcome.version_dir.exists():  # a worker other than the chief
+        print(f"{PROG}: trained (test accuracy {accuracy:.4f}); only the chief exports")
+        return 0
     print(f"{PROG}: exported {outcome.version_dir} (test accuracy {accuracy:.4f})")
     return 0
 

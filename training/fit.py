@@ -255,7 +255,10 @@ def train(
 
 
 def plot_history(result: TrainResult, title: str = "") -> bytes:
-    """A PNG of training/validation loss and accuracy per epoch, best epoch marked."""
+    """A PNG of training/validation loss and accuracy per epoch, best epoch marked.
+
+    For a staged run (``epoch_stages`` on the result) each stage's start is marked too.
+    """
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend
 
     figure = Figure(figsize=(10, 4), dpi=100)
@@ -267,6 +270,10 @@ def plot_history(result: TrainResult, title: str = "") -> bytes:
                 epochs, result.history[f"val_{metric}"], marker="o", label=f"validation {metric}"
             )
         axis.axvline(result.best_epoch, color="grey", linestyle="--", label="kept epoch")
+        stages = getattr(result, "epoch_stages", [])  # a staged run (training.loop)
+        for i in range(1, len(stages)):
+            if stages[i] != stages[i - 1]:
+                axis.axvline(i + 0.5, color="red", linestyle=":", label=f"stage {stages[i] + 1}")
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(True, alpha=0.3)

@@ -16,6 +16,7 @@ from contract.model_card import NORMALIZATIONS, RESAMPLE_FILTERS
 from training.data.augmentation import FILL_MODES, FLIP_MODES
 from training.data.classes import ABSENT_POLICIES
 from training.data.datasets import FORMATS
+from training.distribute import STRATEGIES
 from training.models.registry import ARCHITECTURES
 
 PROG = "primer-train"
@@ -43,6 +44,12 @@ augmentation (training images only; never part of the exported model):
   of every batch goes through all enabled transformations and the rest are unchanged.
   --zoom Z draws a zoom factor from [1-Z, 1+Z]; shifts are fractions of the image size;
   --brightness B adds one delta from [-255B, +255B] per image, clipped to 0-255.
+
+distributed, resumable and staged training (docs/training.md):
+  --strategy multi-worker reads TF_CONFIG; worker 0 is the chief and alone exports. With
+  --backup-dir a restarted run goes on after the last finished epoch. --stages runs
+  PART:EPOCHS[@RATE] items in order (head: frontend frozen; all: every layer), e.g.
+  {prog} resnet50 --data photos/ --weights r50.weights.h5 --stages head:3,all:5@1e-5
 
 smoke runs:
   --limit, --steps-per-epoch and --max-steps keep a run to seconds, e.g.
@@ -298,6 +305,36 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _distribution_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("distribution, fault tolerance and stages (custom loop)")
+    group.add_argument(
+        "--strategy",
+        default="default",
+        choices=STRATEGIES,
+        help="default: one device; mirrored: the local GPUs; multi-worker: "
+        "MultiWorkerMirroredStrategy configured from TF_CONFIG",
+    )
+    group.add_argument(
+        "--backup-dir",
+        type=Path,
+        help="keep a tf.train.CheckpointManager backup here after every epoch and resume "
+        "from it when restarted (default: none)",
+    )
+    group.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ramp the learning rate up linearly over the first N epochs of every stage",
+    )
+    group.add_argument(
+        "--stages",
+        metavar="PART:EPOCHS[@RATE],...",
+        help="a sequence of stages, e.g. head:3,all:2@1e-5 (head: frontend frozen; all: "
+        "every layer); replaces --epochs (default: one stage)",
+    )
+
+
 def _export_options(parser: argparse.ArgumentParser) -> None:
     export = parser.add_argument_group("export")
     export.add_argument("--name", help="model name (default: the architecture)")
@@ -326,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(parser)
     _augmentation_options(parser)
     _training_options(parser)
+    _distribution_options(parser)
     _export_options(parser)
     parser.add_argument(
         "--debug", action="store_true", help="show a traceback for unexpected errors"
@@ -347,5 +385,7 @@ def check_args(args: argparse.Namespace) -> None:
             raise CliError(f"{option} must be between 0 and 1 (exclusive), got {value}", EXIT_USAGE)
     if not args.learning_rate > 0:  # also refuses nan
         raise CliError(f"--learning-rate must be positive, got {args.learning_rate}", EXIT_USAGE)
+    if args.warmup_epochs < 0:
+        raise CliError(f"--warmup-epochs must be 0 or more, got {args.warmup_epochs}", EXIT_USAGE)
     if args.patience < 0:
         raise CliError(f"--patience must be 0 or more, got {args.patience}", EXIT_USAGE)

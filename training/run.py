@@ -19,6 +19,8 @@ from training.data.augmentation import Augmentation
 from training.data.classes import absent_classes, apply_absent_policy
 from training.data.datasets import Dataset, load_dataset
 from training.data.inputs import image_contract
+from training.distribute import Cluster
+from training.loop_run import LoopPlan, export_target, plan_loop, uses_loop
 from training.models.registry import IMAGENET, WEIGHT_SUFFIXES, Architecture, get_architecture
 from training.options import EXIT_USAGE, PROG, CliError, check_args
 from training.repository import check_model_name, check_version_free
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from training.fit import TrainResult
+    from training.models.transfer import LoadedWeights
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Plan:
         dataset: the loaded data, after the absent-class policy.
         absent: classes of the original class list without training images.
         augmentation: the training-time augmentation.
+        loop: the checked strategy, stages and backup when the custom loop trains.
     """
 
     name: str
@@ -51,6 +55,7 @@ class Plan:
     dataset: Dataset
     absent: tuple[str, ...]
     augmentation: Augmentation
+    loop: LoopPlan | None = None
 
 
 @dataclass
@@ -184,7 +189,8 @@ def prepare(args: argparse.Namespace) -> Plan:
             f"{args.num_classes} names, or omit --num-classes",
             EXIT_USAGE,
         )
-    return Plan(name, arch, input_shape, contract, dataset, absent, augmentation)
+    loop = plan_loop(args, arch, input_shape, classes) if uses_loop(args) else None
+    return Plan(name, arch, input_shape, contract, dataset, absent, augmentation, loop)
 
 
 def _absent_note(absent: tuple[str, ...], policy: str) -> str | None:
@@ -233,40 +239,22 @@ def _provenance(
     }
 
 
-def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outcome:
-    """Train the planned model and export it as the next version."""
-    plan = plan or prepare(args)
-    arch, input_shape, dataset = plan.arch, plan.input_shape, plan.dataset
-    print(
-        f"{PROG}: {dataset.name}: {len(dataset.x_train)} training and "
-        f"{len(dataset.x_test)} test images, {len(dataset.class_names)} classes; "
-        f"{arch.name} input {list(input_shape)}",
-        flush=True,
-    )
-
-    from training.data.augmentation import Augmenter  # TensorFlow starts here
-    from training.data.inputs import model_input
+def _fit(
+    args: argparse.Namespace, plan: Plan, contract: ImageContract, splits: tuple[np.ndarray, ...]
+) -> tuple[keras.Model, LoadedWeights | None, TrainResult]:
+    """Build, load weights, freeze, and train with ``model.fit`` (one device)."""
+    from training.data.augmentation import Augmenter
     from training.data.pipeline import batches
-    from training.export import export_model
-    from training.fit import TrainConfig, plot_history, split_validation, train
+    from training.fit import TrainConfig, train
     from training.models.transfer import freeze_frontend, load_pretrained
 
-    x_fit, y_fit, x_val, y_val = split_validation(
-        dataset.x_train, dataset.y_train, args.validation_split, args.seed
-    )
-    base = plan.contract
-    contract = image_contract(
-        base.color_mode,
-        base.height,
-        base.width,
-        resample=base.resample,
-        normalization=args.normalization,
-        train_pixels=x_fit,
-    )
-    model = arch.build(input_shape, len(dataset.class_names))
+    x_fit, y_fit, x_val, y_val = splits
+    model = plan.arch.build(plan.input_shape, len(plan.dataset.class_names))
     weights = None
     if args.weights:
-        weights = load_pretrained(model, args.weights, arch=arch.name, new_head=args.freeze_base)
+        weights = load_pretrained(
+            model, args.weights, arch=plan.arch.name, new_head=args.freeze_base
+        )
         print(
             f"{PROG}: loaded {weights.frontend_layers} frontend layers from {args.weights}; "
             f"head {weights.head}",
@@ -282,10 +270,10 @@ def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outc
         freeze_frontend(model)
     augmenter = Augmenter(plan.augmentation, args.seed) if plan.augmentation.enabled else None
     size = args.batch_size
-    fit = batches(x_fit, y_fit, contract, input_shape, size, shuffle_seed=args.seed,
+    fit = batches(x_fit, y_fit, contract, plan.input_shape, size, shuffle_seed=args.seed,
                   augmenter=augmenter, repeat=True)  # fmt: skip
-    val = batches(x_val, y_val, contract, input_shape, size)
-    test = batches(dataset.x_test, dataset.y_test, contract, input_shape, size)
+    val = batches(x_val, y_val, contract, plan.input_shape, size)
+    test = batches(plan.dataset.x_test, plan.dataset.y_test, contract, plan.input_shape, size)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=size,
@@ -299,8 +287,60 @@ def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outc
         steps_per_epoch=args.steps_per_epoch or fit.steps,
         max_steps=args.max_steps,
     )
+    return model, weights, train(model, fit.dataset, val.dataset, test.dataset, config)
+
+
+def _loop_provenance(args: argparse.Namespace, result: TrainResult) -> dict[str, Any]:
+    """Strategy, workers, global batch, stages and resume point of a custom-loop run."""
+    if not hasattr(result, "stages"):
+        return {"strategy": "default (model.fit)"}
+    return {
+        "strategy": args.strategy,
+        "replicas": result.replicas,
+        "global_batch": result.global_batch,
+        "warmup_epochs": args.warmup_epochs,
+        "stages": [
+            {k: v for k, v in s.items() if not k.startswith("changed")} for s in result.stages
+        ],
+        "resumed_at_epoch": result.resumed_at,
+    }
+
+
+def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outcome:
+    """Train the planned model and export it as the next version."""
+    plan = plan or prepare(args)
+    arch, input_shape, dataset = plan.arch, plan.input_shape, plan.dataset
+    print(
+        f"{PROG}: {dataset.name}: {len(dataset.x_train)} training and "
+        f"{len(dataset.x_test)} test images, {len(dataset.class_names)} classes; "
+        f"{arch.name} input {list(input_shape)}",
+        flush=True,
+    )
+
+    from training.data.inputs import model_input  # TensorFlow starts here
+    from training.export import export_model
+    from training.fit import plot_history, split_validation
+
+    x_fit, y_fit, x_val, y_val = split_validation(
+        dataset.x_train, dataset.y_train, args.validation_split, args.seed
+    )
+    base = plan.contract
+    contract = image_contract(
+        base.color_mode,
+        base.height,
+        base.width,
+        resample=base.resample,
+        normalization=args.normalization,
+        train_pixels=x_fit,
+    )
     started = time.monotonic()
-    result = train(model, fit.dataset, val.dataset, test.dataset, config)
+    if plan.loop is None:
+        model, weights, result = _fit(args, plan, contract, (x_fit, y_fit, x_val, y_val))
+    else:
+        from training.loop_run import train_in_loop
+
+        splits = (x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test)
+        model, weights, result = train_in_loop(args, plan, plan.loop, contract, splits)
     provenance = _provenance(
         args,
         plan,
@@ -312,19 +352,22 @@ def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outc
         train_images=len(x_fit),
         validation_images=len(x_val),
         training_seconds=round(time.monotonic() - started, 1),
+        **_loop_provenance(args, result),
     )
-    version_dir = export_model(
-        model,
-        model_dir=args.model_dir,
-        name=plan.name,
-        image=contract,
-        labels=dataset.class_names,
-        provenance=provenance,
-        version=args.version,
-        warmup_batch=model_input(dataset.x_test[:4], contract, input_shape),
-        assets={
-            "history.json": result.to_json(),
-            "training_curves.png": plot_history(result, f"{plan.name} on {dataset.name}"),
-        },
-    )
+    cluster = plan.loop.cluster if plan.loop else Cluster()
+    with export_target(args.model_dir, cluster) as model_dir:
+        version_dir = export_model(
+            model,
+            model_dir=model_dir,
+            name=plan.name,
+            image=contract,
+            labels=dataset.class_names,
+            provenance=provenance,
+            version=args.version,
+            warmup_batch=model_input(dataset.x_test[:4], contract, input_shape),
+            assets={
+                "history.json": result.to_json(),
+                "training_curves.png": plot_history(result, f"{plan.name} on {dataset.name}"),
+            },
+        )
     return Outcome(version_dir, model, contract, plan, result, x_fit)
