@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-slow lint bench bench-peers train-mnist clean
+.PHONY: install serve test test-slow lint bench bench-peers bench-memory train-mnist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 bench: $(STAMP) deps-system
 	$(BIN)/python -m loadtest.bench
+
+# RSS while primer-serve swaps versions of a VGG16-sized model (docs/memory.md)
+bench-memory: $(STAMP)
+	$(BIN)/python -m loadtest.memory --load
 
 # Triton (through PyTriton, which bundles tritonserver) in a virtualenv of its own: it needs
 # numpy < 2. `make bench` stays free of it.
