@@ -60,14 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="log one line per request (default: off; costs throughput)",
     )
+    parser.add_argument(
+        "--memory-mode",
+        choices=["throughput", "frugal"],
+        help="frugal: give an unloaded version's memory back, at a cost to convolutional "
+        "models' speed (default: throughput; docs/memory.md)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from service import process_defaults
-
-    process_defaults.apply()
     from service.config import Settings
 
     overrides = dict(
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         log_json=args.log_json,
         access_log=args.access_log,
+        memory_mode=args.memory_mode,
     )
 
     def load() -> Settings:
@@ -94,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, yaml.YAMLError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
         return 2
+    if settings.memory_mode == "frugal":  # before TensorFlow loads (docs/memory.md)
+        from service import process_defaults
+
+        process_defaults.apply()
     import uvloop
 
     from service.app import Server

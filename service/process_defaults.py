@@ -1,16 +1,17 @@
-"""Process-wide defaults that ``primer-serve`` sets before TensorFlow loads.
+"""The ``frugal`` memory mode: process-wide settings applied before TensorFlow loads.
 
 Both keep a version swap from leaving the process larger than before (docs/memory.md):
 
 - oneDNN's CPU allocator pools every tensor buffer in a BFC arena that never shrinks, so
-  an unloaded version's variables stayed resident for the life of the process. With
+  an unloaded version's variables stay resident for the life of the process. With
   oneDNN's optimizations off (``TF_ENABLE_ONEDNN_OPTS=0``), TensorFlow allocates through
-  malloc; measured on this project's CPU hosts it costs no throughput, and small batches
-  run faster. Set ``TF_ENABLE_ONEDNN_OPTS=1`` to bring it back.
+  malloc. Measured on this project's CPU host, small dense models run faster and
+  convolutional ones slower (Eigen's kernels instead of oneDNN's).
 - glibc raises its mmap threshold as large blocks are freed, after which variables land in
   heap arenas that fragment and are never returned. A fixed threshold of 1 MiB keeps every
   large tensor (weights, big activations) in its own mapping, given back on free, while
-  small tensors stay on the heap. ``MALLOC_MMAP_THRESHOLD_`` in the environment wins.
+  small tensors stay on the heap; large activations then pay page faults on every call.
+  ``TF_ENABLE_ONEDNN_OPTS`` and ``MALLOC_MMAP_THRESHOLD_`` in the environment win.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A model with 256 MiB of variables is published version after version into a running
 ``primer-serve`` (a subprocess, so its RSS is its own). With oneDNN's pooling allocator
-(which the server turns off) or glibc's sliding mmap threshold (which it fixes), the
+or glibc's sliding mmap threshold, the
 process kept every unloaded version's pages and grew by most of a copy per swap.
 """
 
@@ -48,7 +48,7 @@ def test_rss_returns_to_the_steady_state_after_every_swap(tmp_path: Path) -> Non
     repo = tmp_path / "models"
     (repo / MODEL).mkdir(parents=True)
     publish(source, repo, 1, MODEL)
-    config = {"poll_interval_s": 0.2}
+    config = {"poll_interval_s": 0.2, "memory_mode": "frugal"}
     with serve(repo, tmp_path, config) as server, RssSampler(server.process.pid) as rss:
         steady = median_rss(rss, 2)
         peaks, settled = [], []
