@@ -75,6 +75,27 @@ class ModelSettings(BaseModel):
     """Placement override: auto | cpu | gpu:N."""
     batching: BatchingSettings | None = None
     """Batching override for this model."""
+    traffic: dict[str, float] = Field(default_factory=dict)
+    """Weighted split of requests that name no version: {<version or label>: weight}."""
+    sticky_key: str | None = Field(None, pattern=r"^header:[A-Za-z0-9_.-]+$")
+    """'header:<name>': requests with that header (gRPC metadata) keep to one arm."""
+
+    @model_validator(mode="after")
+    def _check_traffic(self) -> ModelSettings:
+        if not self.traffic:
+            return self
+        bad = {arm: w for arm, w in self.traffic.items() if not w >= 0}
+        if bad:
+            raise ValueError(f"traffic weights must not be negative, got {bad}")
+        if not sum(self.traffic.values()) > 0:
+            raise ValueError(f"traffic weights must sum to a positive number: {self.traffic}")
+        unknown = [a for a in self.traffic if not a.isdigit() and a not in self.version_labels]
+        if unknown:
+            raise ValueError(
+                f"traffic arms {unknown} are neither version numbers nor version labels "
+                f"(labels: {sorted(self.version_labels)})"
+            )
+        return self
 
 
 class Settings(BaseSettings):

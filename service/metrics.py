@@ -205,6 +205,12 @@ class Metrics:
         )
         for outcome in ("applied", "unchanged", "invalid"):
             self.config_reloads.labels(outcome)
+        self.traffic_weight = Gauge(
+            f"{PREFIX}_traffic_weight",
+            "Share (0..1) of a model's unversioned requests routed to a version by its split.",
+            model,
+            registry=r,
+        )
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""

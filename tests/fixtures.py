@@ -9,6 +9,8 @@ temporary model repository. Each is small and deterministic so expected outputs 
 * ``int_doubler`` — ``doubled = 2 * ids`` on ``ids: int64[-1]``.
 * ``tiny_image`` — an 8x8 grayscale image classifier with an image contract and labels.
 * ``heavy`` — ``y = 2x`` on ``x: float32[-1, 4]`` after fixed compute per batch (overload).
+* ``two_versions`` — ``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 (so the
+  version that served shows in the outputs too), for traffic-split tests.
 """
 
 from __future__ import annotations
@@ -137,6 +139,13 @@ def tiny_image(version_dir: Path) -> Path:
         ),
     )
     return version_dir
+
+
+def two_versions(model_dir: Path) -> Path:
+    """``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 under ``model_dir``."""
+    half_plus_two(model_dir / "1")
+    half_plus_two(model_dir / "2", scale=1.0)
+    return model_dir
 
 
 def quadrant_image(quadrant: int, size: int = 8) -> np.ndarray:

@@ -141,6 +141,8 @@ class InferenceCore:
     def _version(self, request: InferenceRequest) -> int | None:
         if request.label is not None:
             return self._manager.resolve_label(request.model, request.label)
+        if request.version is None:
+            return self._manager.route(request.model, request.metadata)
         return request.version
 
     async def _run(

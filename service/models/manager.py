@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from contract.model_card import ModelCard
 from service.config import Settings
 from service.errors import ModelNotFoundError, ModelUnavailableError, serving_error
 from service.metrics import Metrics, VersionMetrics
-from service.models import memory, source, storage
+from service.models import memory, source, storage, traffic
 from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
@@ -120,6 +121,8 @@ class ModelManager:
         self._scan_lock = asyncio.Lock()
         self.initial_load_done = False
         self._closing = False
+        self._rng = random.Random()
+        self._splits: dict[str, dict[int, float]] = {}
 
     async def start(self) -> None:
         """Scan once, wait for the first loads, then keep polling in the background."""
@@ -300,6 +303,33 @@ class ModelManager:
                 f"model {model!r} has no version label {label[:64]!r}; labels: {sorted(labels)}"
             )
         return labels[label]
+
+    def route(self, model: str, metadata: Mapping[str, str]) -> int | None:
+        """The version the model's traffic split picks for a request (None: the latest)."""
+        settings = self._settings.for_model(model)
+        if not settings.traffic:
+            self._publish_split(model, {})
+            return None
+        weights = traffic.arm_weights(settings.traffic, settings.version_labels)
+        self._publish_split(model, weights)
+        records = self._records.get(model, {})
+        available = [v for v, r in records.items() if r.state is VersionState.AVAILABLE]
+        header = traffic.sticky_header(settings.sticky_key)
+        key = metadata.get(header) if header is not None else None
+        return traffic.pick(weights, available, key, self._rng)
+
+    def _publish_split(self, model: str, weights: dict[int, float]) -> None:
+        """Export the split's shares as ``primer_traffic_weight`` when it changes."""
+        if self._splits.get(model, {}) == weights:
+            return
+        for version in self._splits.pop(model, {}):
+            self._metrics.traffic_weight.remove(model, str(version))
+        total = sum(weights.values())
+        for version, weight in weights.items():
+            self._metrics.traffic_weight.labels(model, str(version)).set(weight / total)
+        if weights:
+            self._splits[model] = dict(weights)
+            logger.info("traffic split of %s: %s", model, weights)
 
     def resolve(self, model: str, version: int | None = None) -> ServedVersion:
         """The AVAILABLE version to serve: the given one, else the highest available."""
