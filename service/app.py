@@ -16,6 +16,7 @@ import uvicorn
 
 from service.config import Settings
 from service.inference.core import InferenceCore
+from service.inference.shadow import ShadowMirror
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
@@ -61,6 +62,8 @@ class Server:
             settings, self.metrics, self._run_executor, self._load_executor, self.device_for
         )
         self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
+        self.shadow = ShadowMirror(self.core, settings, self.metrics)
+        self.core.add_listener(self.shadow)
         self.ops = OpsRest(self.core, self.metrics)
         self.reloader = (
             None
@@ -145,6 +148,7 @@ class Server:
         await grpc_stopped
         if self.reloader is not None:
             await self.reloader.stop()
+        await self.shadow.close()
         await self.manager.close()
         for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
             executor.shutdown(wait=False, cancel_futures=True)

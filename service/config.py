@@ -60,6 +60,15 @@ class BatchingSettings(BaseModel):
         return sizes
 
 
+class ShadowSettings(BaseModel):
+    """Shadow traffic: mirror a fraction of answered requests to another version."""
+
+    version: int = Field(ge=1)
+    """The version that receives the mirrors (never the one that answered)."""
+    fraction: float = Field(1.0, gt=0, le=1)
+    """Share of answered requests mirrored."""
+
+
 class ModelSettings(BaseModel):
     """Per-model overrides from the YAML file (or nested env variables)."""
 
@@ -79,9 +88,19 @@ class ModelSettings(BaseModel):
     """Weighted split of requests that name no version: {<version or label>: weight}."""
     sticky_key: str | None = Field(None, pattern=r"^header:[A-Za-z0-9_.-]+$")
     """'header:<name>': requests with that header (gRPC metadata) keep to one arm."""
+    shadow: ShadowSettings | None = None
+    """Mirror answered requests to a version, compare, never answer clients from it."""
 
     @model_validator(mode="after")
     def _check_traffic(self) -> ModelSettings:
+        if self.shadow is not None:
+            arms = {
+                int(a) if a.isdigit() else self.version_labels.get(a)
+                for a, w in self.traffic.items()
+                if w > 0
+            }
+            if self.shadow.version in arms:
+                raise ValueError(f"shadow version {self.shadow.version} is also a traffic arm")
         if not self.traffic:
             return self
         bad = {arm: w for arm, w in self.traffic.items() if not w >= 0}

@@ -9,6 +9,9 @@ temporary model repository. Each is small and deterministic so expected outputs 
 * ``int_doubler`` — ``doubled = 2 * ids`` on ``ids: int64[-1]``.
 * ``tiny_image`` — an 8x8 grayscale image classifier with an image contract and labels.
 * ``heavy`` — ``y = 2x`` on ``x: float32[-1, 4]`` after fixed compute per batch (overload).
+* ``shadowed`` — ``half_plus_two`` at version 1, ``y = 2 - x`` at version 3 (top-1 agrees
+  only on rows of equal values) and ``heavy`` at version 4 (``x: float32[-1, 4]``, so every
+  request mirrored from version 1 fails).
 * ``two_versions`` — ``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 (so the
   version that served shows in the outputs too), for traffic-split tests.
 """
@@ -145,6 +148,14 @@ def two_versions(model_dir: Path) -> Path:
     """``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 under ``model_dir``."""
     half_plus_two(model_dir / "1")
     half_plus_two(model_dir / "2", scale=1.0)
+    return model_dir
+
+
+def shadowed(model_dir: Path) -> Path:
+    """Versions 1, 3 and 4 as described in the module docstring, under ``model_dir``."""
+    half_plus_two(model_dir / "1")
+    half_plus_two(model_dir / "3", scale=-1.0)
+    heavy(model_dir / "4", iterations=1)
     return model_dir
 
 
