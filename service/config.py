@@ -69,6 +69,41 @@ class ShadowSettings(BaseModel):
     """Share of answered requests mirrored."""
 
 
+class RolloutGates(BaseModel):
+    """What a rollout candidate must hold each interval to move on (None: not checked)."""
+
+    max_error_ratio: float | None = Field(None, ge=0, le=1)
+    """Highest share of the candidate's client requests that may fail."""
+    max_p99_ratio: float | None = Field(None, gt=0)
+    """Highest candidate p99 latency over the baseline's p99."""
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    """Lowest top-1 agreement of the candidate's answers with the baseline's."""
+
+
+class RolloutSettings(BaseModel):
+    """A canary rollout: traffic moves from baseline to candidate while the gates hold."""
+
+    candidate: int = Field(ge=1)
+    """The version rolled out."""
+    baseline: int = Field(ge=1)
+    """The version that serves the rest of the traffic."""
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    """The candidate's successive percentages; the last must be 100."""
+    interval_s: float = Field(60.0, gt=0)
+    """Time at each step before the gates are checked."""
+    gates: RolloutGates = Field(default_factory=RolloutGates)
+    """The gates checked at the end of each interval."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RolloutSettings:
+        if self.candidate == self.baseline:
+            raise ValueError("rollout candidate and baseline must be different versions")
+        steps = self.steps
+        if not steps or steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+            raise ValueError(f"rollout steps must rise from above 0 to 100, got {steps}")
+        return self
+
+
 class ModelSettings(BaseModel):
     """Per-model overrides from the YAML file (or nested env variables)."""
 
@@ -90,6 +125,8 @@ class ModelSettings(BaseModel):
     """'header:<name>': requests with that header (gRPC metadata) keep to one arm."""
     shadow: ShadowSettings | None = None
     """Mirror answered requests to a version, compare, never answer clients from it."""
+    rollout: RolloutSettings | None = None
+    """Canary rollout (overrides ``traffic`` while set)."""
 
     @model_validator(mode="after")
     def _check_traffic(self) -> ModelSettings:

@@ -239,6 +239,12 @@ class Metrics:
             pair,
             registry=r,
         )
+        self.rollout_step = Gauge(
+            f"{PREFIX}_rollout_step",
+            "Percentage of a model's unversioned requests its rollout sends to the candidate.",
+            ["model"],
+            registry=r,
+        )
         self.traffic_weight = Gauge(
             f"{PREFIX}_traffic_weight",
             "Share (0..1) of a model's unversioned requests routed to a version by its split.",

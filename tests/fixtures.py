@@ -12,6 +12,8 @@ temporary model repository. Each is small and deterministic so expected outputs 
 * ``shadowed`` — ``half_plus_two`` at version 1, ``y = 2 - x`` at version 3 (top-1 agrees
   only on rows of equal values) and ``heavy`` at version 4 (``x: float32[-1, 4]``, so every
   request mirrored from version 1 fails).
+* ``rollout_candidates`` — ``half_plus_two`` at versions 1 and 2 (the same outputs: a good
+  candidate) and ``y = 2 - x`` at version 3 (a candidate whose outputs differ).
 * ``two_versions`` — ``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 (so the
   version that served shows in the outputs too), for traffic-split tests.
 """
@@ -156,6 +158,14 @@ def shadowed(model_dir: Path) -> Path:
     half_plus_two(model_dir / "1")
     half_plus_two(model_dir / "3", scale=-1.0)
     heavy(model_dir / "4", iterations=1)
+    return model_dir
+
+
+def rollout_candidates(model_dir: Path) -> Path:
+    """Versions 1, 2 and 3 as described in the module docstring, under ``model_dir``."""
+    half_plus_two(model_dir / "1")
+    half_plus_two(model_dir / "2")
+    half_plus_two(model_dir / "3", scale=-1.0)
     return model_dir
 
 

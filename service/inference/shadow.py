@@ -7,6 +7,9 @@ and counted, so shadow work is shed first and never delays a primary. One worker
 each mirror through the core as protocol ``shadow`` (the shadow's own request metrics) and
 compares it with the primary's outputs: top-1 agreement and mean absolute difference per
 row, per (model, primary, shadow) pair. The client never sees a shadow result or error.
+
+During a rollout with a ``min_agreement`` gate, every answer of the candidate is mirrored to
+the baseline instead (pair: model, candidate, baseline): the gate's live comparison.
 """
 
 from __future__ import annotations
@@ -63,15 +66,20 @@ class ShadowMirror:
         """Queue a mirror of ``event`` when its model has a shadow (never waits)."""
         if event.protocol == PROTOCOL:
             return
-        shadow = self._settings.for_model(event.model).shadow
-        if shadow is None or shadow.version == event.version:
-            return
-        if shadow.fraction < 1 and self._rng.random() >= shadow.fraction:
+        settings = self._settings.for_model(event.model)
+        target, fraction = None, 1.0
+        rollout = settings.rollout
+        if rollout is not None and rollout.gates.min_agreement is not None:
+            if event.version == rollout.candidate:  # the rollout's live comparison
+                target = rollout.baseline
+        elif settings.shadow is not None and settings.shadow.version != event.version:
+            target, fraction = settings.shadow.version, settings.shadow.fraction
+        if target is None or (fraction < 1 and self._rng.random() >= fraction):
             return
         try:
-            self._queue.put_nowait((event, shadow.version))
+            self._queue.put_nowait((event, target))
         except asyncio.QueueFull:
-            self._count(event, shadow.version, "dropped")
+            self._count(event, target, "dropped")
             return
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run())

@@ -30,10 +30,13 @@ from service.models import memory, source, storage, traffic
 from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
+from service.models.rollout import RolloutController
 from service.models.runtime import Runtime
 from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
 
 logger = logging.getLogger(__name__)
+ROLLOUT_TICK_S = 0.1
+"""How often rollouts are looked at (each moves once per its own ``interval_s``)."""
 
 
 @dataclass(eq=False)
@@ -118,11 +121,13 @@ class ModelManager:
         self._records: dict[str, dict[int, VersionRecord]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._poll_task: asyncio.Task[None] | None = None
+        self._roll_task: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
         self.initial_load_done = False
         self._closing = False
         self._rng = random.Random()
         self._splits: dict[str, dict[int, float]] = {}
+        self.rollouts = RolloutController(settings, metrics, self._available)
 
     async def start(self) -> None:
         """Scan once, wait for the first loads, then keep polling in the background."""
@@ -131,13 +136,15 @@ class ModelManager:
         self.initial_load_done = True
         if self._settings.poll_interval_s > 0:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+        self._roll_task = asyncio.get_running_loop().create_task(self._roll_forever())
 
     async def close(self) -> None:
         """Stop polling and unload every version."""
         self._closing = True
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            await asyncio.gather(self._poll_task, return_exceptions=True)
+        for task in (self._poll_task, self._roll_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.wait_for_loads()
         for records in list(self._records.values()):
             for record in list(records.values()):
@@ -147,6 +154,14 @@ class ModelManager:
         """Wait until no load or retirement is in progress."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _roll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(ROLLOUT_TICK_S)
+            try:
+                self.rollouts.tick()
+            except Exception:
+                logger.exception("rollout step failed")
 
     async def _poll_forever(self) -> None:
         while True:
@@ -307,16 +322,21 @@ class ModelManager:
     def route(self, model: str, metadata: Mapping[str, str]) -> int | None:
         """The version the model's traffic split picks for a request (None: the latest)."""
         settings = self._settings.for_model(model)
-        if not settings.traffic:
+        if not settings.traffic and settings.rollout is None:
             self._publish_split(model, {})
             return None
-        weights = traffic.arm_weights(settings.traffic, settings.version_labels)
+        weights = self.rollouts.weights(model) or traffic.arm_weights(
+            settings.traffic, settings.version_labels
+        )
         self._publish_split(model, weights)
-        records = self._records.get(model, {})
-        available = [v for v, r in records.items() if r.state is VersionState.AVAILABLE]
+        available = self._available(model)
         header = traffic.sticky_header(settings.sticky_key)
         key = metadata.get(header) if header is not None else None
         return traffic.pick(weights, available, key, self._rng)
+
+    def _available(self, model: str) -> list[int]:
+        records = self._records.get(model, {})
+        return [v for v, r in records.items() if r.state is VersionState.AVAILABLE]
 
     def _publish_split(self, model: str, weights: dict[int, float]) -> None:
         """Export the split's shares as ``primer_traffic_weight`` when it changes."""

@@ -1,0 +1,137 @@
+"""Canary rollouts under load: a good candidate is promoted step by step to 100%, one whose
+outputs differ is rolled back to 0% at the first interval, and no client request fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.inference.request import InferenceRequest
+from tests import fixtures
+from tests.conftest import ServerThread
+
+CONFIG = """
+models:
+  half_plus_two:
+    version_policy: all
+    rollout:
+      candidate: %d
+      baseline: 1
+      steps: [25, 50, 100]
+      interval_s: 0.4
+      gates: {max_error_ratio: 0.01, min_agreement: 0.9}
+"""
+
+
+@pytest.fixture(scope="module")
+def rolling(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("rollout")
+    fixtures.rollout_candidates(base / "models" / "half_plus_two")
+    config = base / "primer.yaml"
+    config.write_text(CONFIG % 2)
+    overrides = {
+        "model_base_path": str(base / "models"),
+        "host": "127.0.0.1",
+        "rest_port": 0,
+        "grpc_port": 0,
+        "poll_interval_s": 0,
+    }
+
+    def load() -> Settings:
+        return Settings.load(config, **overrides)
+
+    thread = ServerThread(load(), load).start()
+    yield thread, config
+    thread.stop()
+
+
+def _load_until(thread: ServerThread, phase: str, limit_s: float = 60) -> tuple[Counter, int]:
+    """Unversioned requests from 8 concurrent clients until the rollout reaches ``phase``
+    (bounded by ``limit_s``), then 200 more; the versions of those 200, and the failures."""
+    core = thread.server.core
+    rollouts = thread.server.manager.rollouts
+    rng = np.random.default_rng(5)
+    failures = 0
+
+    async def one() -> int:
+        nonlocal failures
+        request = InferenceRequest(
+            "half_plus_two", {"x": rng.normal(size=(2, 3)).astype(np.float32)}
+        )
+        try:
+            with core.scope("rollout_test", "half_plus_two") as scope:
+                version, _ = await scope.infer(request, lambda result: result.version)
+        except Exception:
+            failures += 1
+            return 0
+        return version
+
+    async def client(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await one()
+
+    async def run() -> Counter:
+        stop = asyncio.Event()
+        clients = [asyncio.get_running_loop().create_task(client(stop)) for _ in range(8)]
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            state = rollouts.states.get("half_plus_two")
+            if state is not None and state.phase == phase:
+                break
+            await asyncio.sleep(0.05)
+        after = Counter(await asyncio.gather(*(one() for _ in range(200))))
+        stop.set()
+        await asyncio.gather(*clients)
+        return after
+
+    after = thread.run(run(), timeout=limit_s + 60)
+    return after, failures
+
+
+def _moves(caplog: pytest.LogCaptureFixture, candidate: int) -> list[str]:
+    prefix = f"rollout of half_plus_two:{candidate}: "
+    return [
+        r.getMessage()[len(prefix) :] for r in caplog.records if r.getMessage().startswith(prefix)
+    ]
+
+
+def test_a_good_candidate_is_promoted_to_100_percent_under_load(
+    rolling, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, _ = rolling
+    with caplog.at_level(logging.INFO, logger="service.models.rollout"):
+        after, failures = _load_until(thread, "promoted")
+    state = thread.server.manager.rollouts.states["half_plus_two"]
+    assert (state.phase, state.weight) == ("promoted", 100.0), _moves(caplog, 2)
+    assert failures == 0
+    assert after == Counter({2: 200})
+    assert thread.server.metrics.rollout_step.labels("half_plus_two")._value.get() == 100
+    weights = [m.split(" at ")[1].split("%")[0] for m in _moves(caplog, 2)]
+    assert [w for w in weights if w != "0"][:3] == ["25", "50", "100"], _moves(caplog, 2)
+
+
+def test_a_candidate_whose_outputs_differ_is_rolled_back_at_the_first_interval(
+    rolling, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, config = rolling
+    config.write_text(CONFIG % 3)
+    assert thread.run(thread.server.reloader.reload()) is True
+    with caplog.at_level(logging.INFO, logger="service.models.rollout"):
+        after, failures = _load_until(thread, "rolled_back")
+    state = thread.server.manager.rollouts.states["half_plus_two"]
+    moves = _moves(caplog, 3)
+    assert (state.phase, state.weight) == ("rolled_back", 0.0), moves
+    assert "agreement" in state.reason
+    assert failures == 0
+    assert after == Counter({1: 200})  # all traffic back on the baseline
+    # the candidate never went past its first step: 25%, then straight back to 0
+    assert [m.split(" (")[0] for m in moves if "running" in m or "rolled_back" in m] == [
+        "running at 25%",
+        "rolled_back at 0%",
+    ]
