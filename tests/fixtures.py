@@ -13,7 +13,9 @@ temporary model repository. Each is small and deterministic so expected outputs 
   only on rows of equal values) and ``heavy`` at version 4 (``x: float32[-1, 4]``, so every
   request mirrored from version 1 fails).
 * ``rollout_candidates`` — ``half_plus_two`` at versions 1 and 2 (the same outputs: a good
-  candidate) and ``y = 2 - x`` at version 3 (a candidate whose outputs differ).
+  candidate), ``y = 2 - x`` at version 3 (a candidate whose outputs differ) and, at version
+  4, ``half_plus_two`` that fails any batch holding the value 13 (a candidate that fails the
+  requests a test marks).
 * ``two_versions`` — ``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 (so the
   version that served shows in the outputs too), for traffic-split tests.
 """
@@ -75,6 +77,15 @@ class _TinyImage(tf.Module):
         quadrants = [top[:, :, :4], top[:, :, 4:], bottom[:, :, :4], bottom[:, :, 4:]]
         means = tf.stack([tf.reduce_mean(q, axis=[1, 2, 3]) for q in quadrants], axis=1)
         return {"probabilities": tf.nn.softmax(means * 10.0)}
+
+
+class _FailsOnThirteen(_HalfPlusTwo):
+    """``half_plus_two`` that fails (InvalidArgument) on a batch holding the value 13."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        tf.debugging.assert_none_equal(x, tf.constant(13.0), message="x holds 13")
+        return {"y": self.scale * x + self.offset}
 
 
 class _Heavy(tf.Module):
@@ -166,6 +177,8 @@ def rollout_candidates(model_dir: Path) -> Path:
     half_plus_two(model_dir / "1")
     half_plus_two(model_dir / "2")
     half_plus_two(model_dir / "3", scale=-1.0)
+    module = _FailsOnThirteen()
+    tf.saved_model.save(module, str(model_dir / "4"), signatures={"serving_default": module.serve})
     return model_dir
 
 

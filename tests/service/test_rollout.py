@@ -51,9 +51,13 @@ def rolling(tmp_path_factory: pytest.TempPathFactory):
     thread.stop()
 
 
-def _load_until(thread: ServerThread, phase: str, limit_s: float = 60) -> tuple[Counter, int]:
-    """Unversioned requests from 8 concurrent clients until the rollout reaches ``phase``
-    (bounded by ``limit_s``), then 200 more; the versions of those 200, and the failures."""
+def _load_until(
+    thread: ServerThread, candidate: int, phase: str, marked: float = 0.0, limit_s: float = 60
+) -> tuple[Counter, int]:
+    """Unversioned requests from 8 concurrent clients until the rollout of ``candidate``
+    reaches ``phase``
+    (bounded by ``limit_s``), then 200 more; the versions of those 200, and the failures.
+    A ``marked`` share of the requests hold the value 13 (version 4 fails them)."""
     core = thread.server.core
     rollouts = thread.server.manager.rollouts
     rng = np.random.default_rng(5)
@@ -61,9 +65,10 @@ def _load_until(thread: ServerThread, phase: str, limit_s: float = 60) -> tuple[
 
     async def one() -> int:
         nonlocal failures
-        request = InferenceRequest(
-            "half_plus_two", {"x": rng.normal(size=(2, 3)).astype(np.float32)}
-        )
+        rows = rng.normal(size=(2, 3)).astype(np.float32)
+        if rng.random() < marked:
+            rows[0, 0] = 13.0
+        request = InferenceRequest("half_plus_two", {"x": rows})
         try:
             with core.scope("rollout_test", "half_plus_two") as scope:
                 version, _ = await scope.infer(request, lambda result: result.version)
@@ -82,9 +87,11 @@ def _load_until(thread: ServerThread, phase: str, limit_s: float = 60) -> tuple[
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             state = rollouts.states.get("half_plus_two")
-            if state is not None and state.phase == phase:
+            if state and state.settings.candidate == candidate and state.phase == phase:
                 break
             await asyncio.sleep(0.05)
+        nonlocal marked
+        marked = 0.0
         after = Counter(await asyncio.gather(*(one() for _ in range(200))))
         stop.set()
         await asyncio.gather(*clients)
@@ -106,7 +113,7 @@ def test_a_good_candidate_is_promoted_to_100_percent_under_load(
 ) -> None:
     thread, _ = rolling
     with caplog.at_level(logging.INFO, logger="service.models.rollout"):
-        after, failures = _load_until(thread, "promoted")
+        after, failures = _load_until(thread, 2, "promoted")
     state = thread.server.manager.rollouts.states["half_plus_two"]
     assert (state.phase, state.weight) == ("promoted", 100.0), _moves(caplog, 2)
     assert failures == 0
@@ -123,7 +130,7 @@ def test_a_candidate_whose_outputs_differ_is_rolled_back_at_the_first_interval(
     config.write_text(CONFIG % 3)
     assert thread.run(thread.server.reloader.reload()) is True
     with caplog.at_level(logging.INFO, logger="service.models.rollout"):
-        after, failures = _load_until(thread, "rolled_back")
+        after, failures = _load_until(thread, 3, "rolled_back")
     state = thread.server.manager.rollouts.states["half_plus_two"]
     moves = _moves(caplog, 3)
     assert (state.phase, state.weight) == ("rolled_back", 0.0), moves
@@ -135,3 +142,31 @@ def test_a_candidate_whose_outputs_differ_is_rolled_back_at_the_first_interval(
         "running at 25%",
         "rolled_back at 0%",
     ]
+
+
+def test_a_candidate_that_fails_5_percent_of_requests_is_rolled_back_at_the_first_interval(
+    rolling, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, config = rolling
+    config.write_text(CONFIG % 4)
+    assert thread.run(thread.server.reloader.reload()) is True
+    with caplog.at_level(logging.INFO, logger="service.models.rollout"):
+        after, failures = _load_until(thread, 4, "rolled_back", marked=0.05)
+    state = thread.server.manager.rollouts.states["half_plus_two"]
+    moves = _moves(caplog, 4)
+    assert (state.phase, state.weight) == ("rolled_back", 0.0), moves
+    assert "error ratio" in state.reason
+    assert after == Counter({1: 200})  # all traffic back on the baseline
+    assert [m.split(" (")[0] for m in moves if "running" in m or "rolled_back" in m] == [
+        "running at 25%",
+        "rolled_back at 0%",
+    ]
+    # the failures are the candidate's own, while it served its first step, never the
+    # baseline's: every one is counted under version 4
+    failed_on_candidate = sum(
+        thread.server.metrics.requests.labels(
+            "half_plus_two", "4", "rollout_test", code
+        )._value.get()
+        for code in ("INVALID_ARGUMENT", "INTERNAL", "FAILED_PRECONDITION", "UNKNOWN")
+    )
+    assert failures == failed_on_candidate > 0
