@@ -10,7 +10,8 @@ metric catalogue) and checks the gates:
   the live comparison the shadow mirror runs during a rollout.
 
 While every gate holds the candidate's weight moves to the next step (an interval in which
-the candidate served nothing leaves it where it is); at the last step (100) the rollout is
+the candidate served nothing, or had no answer compared when ``min_agreement`` is set,
+leaves it where it is); at the last step (100) the rollout is
 ``promoted``. As soon as one gate fails the weight goes back to 0 (``rolled_back``) and stays
 there until the rollout settings change. The weight shows in ``primer_rollout_step`` and
 ``primer_traffic_weight``, and every move is logged.
@@ -73,6 +74,8 @@ class RolloutState:
     last_tick: float = 0.0
     candidate_seen: Counts = field(default_factory=Counts)
     baseline_seen: Counts = field(default_factory=Counts)
+    history: list[tuple[str, float]] = field(default_factory=list)
+    """Every (phase, weight) the rollout took, in order."""
 
 
 def snapshot(metrics: Metrics, model: str, version: int, baseline: int) -> Counts:
@@ -178,7 +181,9 @@ class RolloutController:
             reason = failed_gate(rollout, window, baseline.minus(state.baseline_seen))
             if reason:
                 state.weight, state.phase, state.reason = 0.0, "rolled_back", reason
-            elif window.requests > 0:
+            elif window.requests > 0 and (
+                rollout.gates.min_agreement is None or window.compared > 0
+            ):
                 later = [s for s in rollout.steps if s > state.weight]
                 state.weight = float(later[0]) if later else state.weight
                 if state.weight >= 100:
@@ -188,6 +193,7 @@ class RolloutController:
 
     def _publish(self, model: str, state: RolloutState, why: str) -> None:
         self._metrics.rollout_step.labels(model).set(state.weight)
+        state.history.append((state.phase, state.weight))
         logger.info(
             "rollout of %s:%d: %s at %g%% (%s)",
             model,
