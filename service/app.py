@@ -20,6 +20,7 @@ from service.inference.shadow import ShadowMirror
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
+from service.protocols.experiments import ExperimentsRest
 from service.protocols.kserve_v2.grpc import grpc_services as v2_grpc_services
 from service.protocols.kserve_v2.rest import V2Rest
 from service.protocols.ops import OpsRest
@@ -76,6 +77,7 @@ class Server:
                 *TFServingRest(self.core, settings).routes(),
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
+                *(ExperimentsRest(self.core).routes() if settings.rollout_control else []),
                 openapi_route(),
             ],
             auth_token=token and token.get_secret_value(),

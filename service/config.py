@@ -201,6 +201,8 @@ class Settings(BaseSettings):
     """Write logs as JSON lines."""
     access_log: bool = False
     """Log one line per request (off by default: it costs throughput)."""
+    rollout_control: bool = False
+    """Serve the rollout pause/resume/abort endpoint (``/v1/experiments/<model>/rollout``)."""
     auth_token: SecretStr | None = None
     """Bearer token every REST and gRPC call must carry (``Authorization: Bearer <token>``;
     401 / UNAUTHENTICATED otherwise). Off when unset. Health checks stay open; set it through

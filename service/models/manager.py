@@ -134,6 +134,7 @@ class ModelManager:
         await self.poll_once()
         await self.wait_for_loads()
         self.initial_load_done = True
+        self.rollouts.tick()
         if self._settings.poll_interval_s > 0:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
         self._roll_task = asyncio.get_running_loop().create_task(self._roll_forever())

@@ -30,6 +30,9 @@ from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 SHADOW_PROTOCOL = "shadow"
+FROZEN = ("promoted", "rolled_back", "aborted", "paused")
+"""Phases a tick leaves alone."""
+ACTIONS = ("pause", "resume", "abort")
 
 
 @dataclass
@@ -69,7 +72,8 @@ class RolloutState:
     settings: RolloutSettings
     weight: float = 0.0
     phase: str = "waiting"
-    """waiting (candidate not AVAILABLE) | running | promoted | rolled_back."""
+    """waiting (candidate not AVAILABLE) | running | paused | promoted | rolled_back |
+    aborted."""
     reason: str = ""
     last_tick: float = 0.0
     candidate_seen: Counts = field(default_factory=Counts)
@@ -160,11 +164,31 @@ class RolloutController:
             if state is None or state.settings != rollout:
                 state = self.states[model] = RolloutState(rollout)
                 self._publish(model, state, "configured")
-            if state.phase in ("promoted", "rolled_back") or now - state.last_tick < (
-                rollout.interval_s
-            ):
+            if state.phase in FROZEN or now - state.last_tick < (rollout.interval_s):
                 continue
             self._step(model, state, now)
+
+    def control(self, model: str, action: str) -> RolloutState:
+        """Pause, resume or abort (weight 0, for good) the rollout of ``model``.
+
+        Raises:
+            KeyError: the model has no rollout.
+            ValueError: an unknown action, or one the rollout's phase does not allow.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"rollout action must be one of {list(ACTIONS)}, got {action!r}")
+        state = self.states[model]
+        allowed = {"pause": ("running", "waiting"), "resume": ("paused",), "abort": None}[action]
+        if allowed is not None and state.phase not in allowed:
+            raise ValueError(f"cannot {action} a rollout that is {state.phase}")
+        if action == "pause":
+            state.phase = "paused"
+        elif action == "resume":
+            state.phase, state.last_tick = "running", time.monotonic()
+        else:
+            state.phase, state.weight, state.reason = "aborted", 0.0, "aborted by request"
+        self._publish(model, state, f"{action} by request")
+        return state
 
     def _step(self, model: str, state: RolloutState, now: float) -> None:
         rollout = state.settings

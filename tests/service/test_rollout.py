@@ -8,6 +8,7 @@ import logging
 import time
 from collections import Counter
 
+import httpx
 import numpy as np
 import pytest
 
@@ -172,3 +173,52 @@ def test_a_candidate_that_fails_5_percent_of_requests_is_rolled_back_at_the_firs
         for code in ("INVALID_ARGUMENT", "INTERNAL", "FAILED_PRECONDITION", "UNKNOWN")
     )
     assert failures == failed_on_candidate > 0
+
+
+def test_the_control_endpoint_is_off_by_default(rolling) -> None:
+    thread, _ = rolling
+    with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+        assert client.get("/v1/experiments/half_plus_two/rollout").status_code == 404
+
+
+def test_the_control_endpoint_pauses_resumes_and_aborts_behind_the_token(tmp_path) -> None:
+    fixtures.rollout_candidates(tmp_path / "models" / "half_plus_two")
+    config = tmp_path / "primer.yaml"
+    config.write_text((CONFIG % 2).replace("interval_s: 0.4", "interval_s: 600"))
+    settings = Settings.load(
+        config,
+        model_base_path=str(tmp_path / "models"),
+        host="127.0.0.1",
+        rest_port=0,
+        grpc_port=0,
+        poll_interval_s=0,
+        rollout_control=True,
+        auth_token="s3cret",
+    )
+    thread = ServerThread(settings).start()
+    path = "/v1/experiments/half_plus_two/rollout"
+    try:
+        with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+            assert client.get(path).status_code == 401
+            client.headers["authorization"] = "Bearer s3cret"
+            state = client.get(path).json()
+            assert (state["candidate"], state["baseline"]) == (2, 1)
+            assert client.post(path + ":pause").json()["phase"] == "paused"
+            conflict = client.post(path + ":pause")
+            assert conflict.status_code == 400
+            assert "cannot pause a rollout that is paused" in conflict.text
+            assert client.post(path + ":resume").json()["phase"] == "running"
+            aborted = client.post(path + ":abort").json()
+            assert (aborted["phase"], aborted["candidate_percent"]) == ("aborted", 0.0)
+            versions = {
+                client.post(
+                    "/v1/models/half_plus_two:predict", json={"instances": [[1, 2, 3]]}
+                ).headers["x-model-version"]
+                for _ in range(50)
+            }
+            assert versions == {"1"}
+            assert client.post(path + ":explode").status_code == 400
+            missing = client.get("/v1/experiments/nothing/rollout")
+            assert missing.status_code == 404 and "has no rollout" in missing.text
+    finally:
+        thread.stop()
