@@ -67,6 +67,8 @@ class ShadowSettings(BaseModel):
     """The version that receives the mirrors (never the one that answered)."""
     fraction: float = Field(1.0, gt=0, le=1)
     """Share of answered requests mirrored."""
+    max_inflight: int = Field(4, ge=1)
+    """A mirror runs only while fewer client requests are in flight (else it is dropped)."""
 
 
 class RolloutGates(BaseModel):

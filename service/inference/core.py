@@ -138,6 +138,10 @@ class InferenceCore:
             (classes, result), timing = await self._run(scope, served, request, top_k)
         return classes, result, timing
 
+    def inflight(self) -> int:
+        """Requests in flight now (the shadow mirror sheds its work while this is high)."""
+        return self._manager.inflight()
+
     def rollout(self, model: str, action: str | None = None) -> dict[str, object]:
         """The state of a model's rollout, after ``action`` (pause | resume | abort) if given.
 

@@ -3,10 +3,12 @@
 ``ShadowMirror`` is an answer listener. For a model with ``shadow: {version, fraction}`` it
 takes that fraction of the answered requests (after the primary's response is encoded) and
 puts them on a bounded queue without waiting; when the queue is full the mirror is dropped
-and counted, so shadow work is shed first and never delays a primary. One worker task runs
-each mirror through the core as protocol ``shadow`` (the shadow's own request metrics) and
-compares it with the primary's outputs: top-1 agreement and mean absolute difference per
-row, per (model, primary, shadow) pair. The client never sees a shadow result or error.
+and counted, and a queued mirror is dropped too while ``max_inflight`` client requests or
+more are in flight, so shadow work is shed first and does not compete with a busy primary.
+One worker task runs each mirror through the core as protocol ``shadow`` (the shadow's own
+request metrics) and compares it with the primary's outputs: top-1 agreement and mean
+absolute difference per row, per (model, primary, shadow) pair. The client never sees a
+shadow result or error.
 
 During a rollout with a ``min_agreement`` gate, every answer of the candidate is mirrored to
 the baseline instead (pair: model, candidate, baseline): the gate's live comparison.
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 PROTOCOL = "shadow"
 """The ``protocol`` label of mirrored requests (their answers are not mirrored again)."""
 QUEUE_SIZE = 64
+LIVE_COMPARISON_INFLIGHT = 64
+"""In-flight client requests above which a rollout's live comparison is shed."""
 """Mirrors waiting at most; beyond, new ones are dropped (``outcome="dropped"``)."""
 
 
@@ -99,6 +103,11 @@ class ShadowMirror:
         while True:
             event, version = await self._queue.get()
             try:
+                shadow = self._settings.for_model(event.model).shadow
+                limit = shadow.max_inflight if shadow is not None else LIVE_COMPARISON_INFLIGHT
+                if self._core.inflight() >= limit:  # clients first: shed the mirror
+                    self._count(event, version, "dropped")
+                    continue
                 await self._mirror(event, version)
             finally:
                 self._queue.task_done()

@@ -35,8 +35,6 @@ from service.models.runtime import Runtime
 from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
 
 logger = logging.getLogger(__name__)
-ROLLOUT_TICK_S = 0.1
-"""How often rollouts are looked at (each moves once per its own ``interval_s``)."""
 
 
 @dataclass(eq=False)
@@ -137,7 +135,7 @@ class ModelManager:
         self.rollouts.tick()
         if self._settings.poll_interval_s > 0:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
-        self._roll_task = asyncio.get_running_loop().create_task(self._roll_forever())
+        self._roll_task = asyncio.get_running_loop().create_task(self.rollouts.run())
 
     async def close(self) -> None:
         """Stop polling and unload every version."""
@@ -155,14 +153,6 @@ class ModelManager:
         """Wait until no load or retirement is in progress."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def _roll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(ROLLOUT_TICK_S)
-            try:
-                self.rollouts.tick()
-            except Exception:
-                logger.exception("rollout step failed")
 
     async def _poll_forever(self) -> None:
         while True:
@@ -336,8 +326,9 @@ class ModelManager:
         return traffic.pick(weights, available, key, self._rng)
 
     def _available(self, model: str) -> list[int]:
-        records = self._records.get(model, {})
-        return [v for v, r in records.items() if r.state is VersionState.AVAILABLE]
+        return [
+            v for v, r in self._records.get(model, {}).items() if r.state is VersionState.AVAILABLE
+        ]
 
     def _publish_split(self, model: str, weights: dict[int, float]) -> None:
         """Export the split's shares as ``primer_traffic_weight`` when it changes."""
@@ -386,6 +377,12 @@ class ModelManager:
             served.inflight -= 1
             if served.inflight == 0:
                 served.idle.set()
+
+    def inflight(self) -> int:
+        """Requests in flight over every served version."""
+        return sum(
+            r.served.inflight for m in self._records.values() for r in m.values() if r.served
+        )
 
     def is_ready(self) -> bool:
         """Ready when the first scan has loaded and every model has an AVAILABLE version."""

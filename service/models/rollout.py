@@ -19,6 +19,7 @@ there until the rollout settings change. The weight shows in ``primer_rollout_st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -33,6 +34,8 @@ SHADOW_PROTOCOL = "shadow"
 FROZEN = ("promoted", "rolled_back", "aborted", "paused")
 """Phases a tick leaves alone."""
 ACTIONS = ("pause", "resume", "abort")
+TICK_S = 0.1
+"""How often rollouts are looked at (each moves once per its own ``interval_s``)."""
 
 
 @dataclass
@@ -147,6 +150,15 @@ class RolloutController:
             return None
         rollout = state.settings
         return {rollout.baseline: 100.0 - state.weight, rollout.candidate: state.weight}
+
+    async def run(self) -> None:
+        """Tick every ``TICK_S`` until cancelled."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("rollout step failed")
 
     def tick(self, now: float | None = None) -> None:
         """Start, advance or roll back every rollout whose interval has passed."""
