@@ -130,6 +130,22 @@ def test_a_shadow_that_fails_every_request_fails_no_client(shadowed) -> None:
     assert _metric(metrics.shadow_requests, "half_plus_two", "1", "4", "ok") == 0
 
 
+def test_a_much_slower_shadow_fails_no_client_and_changes_no_answer(shadowed) -> None:
+    thread, client, config = shadowed
+    alone = _answers(thread, client)
+    _configure(thread, config, 5)
+    try:
+        assert _answers(thread, client) == alone
+    finally:
+        _configure(thread, config, None)
+    metrics = thread.server.metrics
+    pair = ("half_plus_two", "1", "5")
+    ran = _metric(metrics.shadow_requests, *pair, "ok")
+    assert ran + _metric(metrics.shadow_requests, *pair, "dropped") == 60
+    assert ran > 0 and _metric(metrics.shadow_requests, *pair, "error") == 0
+    assert _metric(metrics.shadow_agreement, *pair) == 1.0  # the same function, only slower
+
+
 def test_a_shadow_that_is_also_a_traffic_arm_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(CONFIG % (SHADOW % 1))
