@@ -82,6 +82,7 @@ def test_ten_thousand_requests_under_a_90_10_split_land_10_percent_on_the_minor_
     thread, _ = split
     counts = _versions(thread, 10_000)
     assert sum(counts.values()) == 10_000
+    print(f"minor arm share: {counts[2] / 10_000:.4f} ({counts})")
     assert abs(counts[2] / 10_000 - 0.10) <= 0.01, counts
     weight = thread.server.metrics.traffic_weight
     assert weight.labels("half_plus_two", "2")._value.get() == pytest.approx(0.1)
