@@ -16,9 +16,11 @@ import uvicorn
 
 from service.config import Settings
 from service.inference.core import InferenceCore
+from service.inference.shadow import ShadowMirror
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
+from service.protocols.experiments import ExperimentsRest
 from service.protocols.kserve_v2.grpc import grpc_services as v2_grpc_services
 from service.protocols.kserve_v2.rest import V2Rest
 from service.protocols.ops import OpsRest
@@ -61,6 +63,8 @@ class Server:
             settings, self.metrics, self._run_executor, self._load_executor, self.device_for
         )
         self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
+        self.shadow = ShadowMirror(self.core, settings, self.metrics)
+        self.core.add_listener(self.shadow)
         self.ops = OpsRest(self.core, self.metrics)
         self.reloader = (
             None
@@ -73,6 +77,7 @@ class Server:
                 *TFServingRest(self.core, settings).routes(),
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
+                *(ExperimentsRest(self.core).routes() if settings.rollout_control else []),
                 openapi_route(),
             ],
             auth_token=token and token.get_secret_value(),
@@ -145,6 +150,7 @@ class Server:
         await grpc_stopped
         if self.reloader is not None:
             await self.reloader.stop()
+        await self.shadow.close()
         await self.manager.close()
         for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
             executor.shutdown(wait=False, cancel_futures=True)

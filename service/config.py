@@ -62,6 +62,52 @@ class BatchingSettings(BaseModel):
         return sizes
 
 
+class ShadowSettings(BaseModel):
+    """Shadow traffic: mirror a fraction of answered requests to another version."""
+
+    version: int = Field(ge=1)
+    """The version that receives the mirrors (never the one that answered)."""
+    fraction: float = Field(1.0, gt=0, le=1)
+    """Share of answered requests mirrored."""
+    max_inflight: int = Field(4, ge=1)
+    """A mirror runs only while fewer client requests are in flight (else it is dropped)."""
+
+
+class RolloutGates(BaseModel):
+    """What a rollout candidate must hold each interval to move on (None: not checked)."""
+
+    max_error_ratio: float | None = Field(None, ge=0, le=1)
+    """Highest share of the candidate's client requests that may fail."""
+    max_p99_ratio: float | None = Field(None, gt=0)
+    """Highest candidate p99 latency over the baseline's p99."""
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    """Lowest top-1 agreement of the candidate's answers with the baseline's."""
+
+
+class RolloutSettings(BaseModel):
+    """A canary rollout: traffic moves from baseline to candidate while the gates hold."""
+
+    candidate: int = Field(ge=1)
+    """The version rolled out."""
+    baseline: int = Field(ge=1)
+    """The version that serves the rest of the traffic."""
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    """The candidate's successive percentages; the last must be 100."""
+    interval_s: float = Field(60.0, gt=0)
+    """Time at each step before the gates are checked."""
+    gates: RolloutGates = Field(default_factory=RolloutGates)
+    """The gates checked at the end of each interval."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RolloutSettings:
+        if self.candidate == self.baseline:
+            raise ValueError("rollout candidate and baseline must be different versions")
+        steps = self.steps
+        if not steps or steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+            raise ValueError(f"rollout steps must rise from above 0 to 100, got {steps}")
+        return self
+
+
 class ModelSettings(BaseModel):
     """Per-model overrides from the YAML file (or nested env variables)."""
 
@@ -86,6 +132,39 @@ class ModelSettings(BaseModel):
     """Most memory this model's versions may hold together, as estimated before each load
     (``memory_footprint_factor``); a version that would exceed it is refused. None: no
     per-model budget."""
+    traffic: dict[str, float] = Field(default_factory=dict)
+    """Weighted split of requests that name no version: {<version or label>: weight}."""
+    sticky_key: str | None = Field(None, pattern=r"^header:[A-Za-z0-9_.-]+$")
+    """'header:<name>': requests with that header (gRPC metadata) keep to one arm."""
+    shadow: ShadowSettings | None = None
+    """Mirror answered requests to a version, compare, never answer clients from it."""
+    rollout: RolloutSettings | None = None
+    """Canary rollout (overrides ``traffic`` while set)."""
+
+    @model_validator(mode="after")
+    def _check_traffic(self) -> ModelSettings:
+        if self.shadow is not None:
+            arms = {
+                int(a) if a.isdigit() else self.version_labels.get(a)
+                for a, w in self.traffic.items()
+                if w > 0
+            }
+            if self.shadow.version in arms:
+                raise ValueError(f"shadow version {self.shadow.version} is also a traffic arm")
+        if not self.traffic:
+            return self
+        bad = {arm: w for arm, w in self.traffic.items() if not w >= 0}
+        if bad:
+            raise ValueError(f"traffic weights must not be negative, got {bad}")
+        if not sum(self.traffic.values()) > 0:
+            raise ValueError(f"traffic weights must sum to a positive number: {self.traffic}")
+        unknown = [a for a in self.traffic if not a.isdigit() and a not in self.version_labels]
+        if unknown:
+            raise ValueError(
+                f"traffic arms {unknown} are neither version numbers nor version labels "
+                f"(labels: {sorted(self.version_labels)})"
+            )
+        return self
 
 
 class Settings(BaseSettings):
@@ -149,6 +228,8 @@ class Settings(BaseSettings):
     """Write logs as JSON lines."""
     access_log: bool = False
     """Log one line per request (off by default: it costs throughput)."""
+    rollout_control: bool = False
+    """Serve the rollout pause/resume/abort endpoint (``/v1/experiments/<model>/rollout``)."""
     auth_token: SecretStr | None = None
     """Bearer token every REST and gRPC call must carry (``Authorization: Bearer <token>``;
     401 / UNAUTHENTICATED otherwise). Off when unset. Health checks stay open; set it through

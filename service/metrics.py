@@ -217,6 +217,68 @@ class Metrics:
         )
         for outcome in ("applied", "unchanged", "invalid"):
             self.config_reloads.labels(outcome)
+        pair = ["model", "primary", "shadow"]
+        self.shadow_requests = Counter(
+            f"{PREFIX}_shadow_requests",
+            "Mirrored requests by outcome: ok, error (never seen by clients), dropped (shed).",
+            [*pair, "outcome"],
+            registry=r,
+        )
+        self.shadow_rows = Counter(
+            f"{PREFIX}_shadow_rows", "Rows compared between primary and shadow.", pair, registry=r
+        )
+        self.shadow_agreements = Counter(
+            f"{PREFIX}_shadow_agreements",
+            "Compared rows whose top-1 index is the same in primary and shadow.",
+            pair,
+            registry=r,
+        )
+        self.shadow_abs_diff = Counter(
+            f"{PREFIX}_shadow_abs_diff",
+            "Sum over compared rows of the mean absolute difference of the outputs.",
+            pair,
+            registry=r,
+        )
+        self.shadow_agreement = Gauge(
+            f"{PREFIX}_shadow_agreement",
+            "Top-1 agreement of shadow and primary over every compared row (0..1).",
+            pair,
+            registry=r,
+        )
+        self.shadow_mean_abs_diff = Gauge(
+            f"{PREFIX}_shadow_mean_abs_diff",
+            "Mean absolute difference of shadow and primary outputs over every compared row.",
+            pair,
+            registry=r,
+        )
+        self.rollout_step = Gauge(
+            f"{PREFIX}_rollout_step",
+            "Percentage of a model's unversioned requests its rollout sends to the candidate.",
+            ["model"],
+            registry=r,
+        )
+        self.traffic_weight = Gauge(
+            f"{PREFIX}_traffic_weight",
+            "Share (0..1) of a model's unversioned requests routed to a version by its split.",
+            model,
+            registry=r,
+        )
+
+    def record_shadow(
+        self, model: str, primary: str, shadow: str, rows: int, agree: int, abs_diff: float
+    ) -> None:
+        """Add one mirrored request's comparison to its pair's counters and ratios."""
+        pair = (model, primary, shadow)
+        self.shadow_rows.labels(*pair).inc(rows)
+        self.shadow_agreements.labels(*pair).inc(agree)
+        self.shadow_abs_diff.labels(*pair).inc(abs_diff)
+        total = self.shadow_rows.labels(*pair)._value.get()
+        self.shadow_agreement.labels(*pair).set(
+            self.shadow_agreements.labels(*pair)._value.get() / total
+        )
+        self.shadow_mean_abs_diff.labels(*pair).set(
+            self.shadow_abs_diff.labels(*pair)._value.get() / total
+        )
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""

@@ -9,6 +9,16 @@ temporary model repository. Each is small and deterministic so expected outputs 
 * ``int_doubler`` — ``doubled = 2 * ids`` on ``ids: int64[-1]``.
 * ``tiny_image`` — an 8x8 grayscale image classifier with an image contract and labels.
 * ``heavy`` — ``y = 2x`` on ``x: float32[-1, 4]`` after fixed compute per batch (overload).
+* ``shadowed`` — ``half_plus_two`` at version 1, ``y = 2 - x`` at version 3 (top-1 agrees
+  only on rows of equal values) and ``heavy`` at version 4 (``x: float32[-1, 4]``, so every
+  request mirrored from version 1 fails) and ``half_plus_two`` after fixed heavy compute at
+  version 5 (a shadow many times slower than the primary).
+* ``rollout_candidates`` — ``half_plus_two`` at versions 1 and 2 (the same outputs: a good
+  candidate), ``y = 2 - x`` at version 3 (a candidate whose outputs differ) and, at version
+  4, ``half_plus_two`` that fails any batch holding the value 13 (a candidate that fails the
+  requests a test marks).
+* ``two_versions`` — ``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 (so the
+  version that served shows in the outputs too), for traffic-split tests.
 """
 
 from __future__ import annotations
@@ -68,6 +78,30 @@ class _TinyImage(tf.Module):
         quadrants = [top[:, :, :4], top[:, :, 4:], bottom[:, :, :4], bottom[:, :, 4:]]
         means = tf.stack([tf.reduce_mean(q, axis=[1, 2, 3]) for q in quadrants], axis=1)
         return {"probabilities": tf.nn.softmax(means * 10.0)}
+
+
+class _SlowHalfPlusTwo(_HalfPlusTwo):
+    """``half_plus_two`` after 300 products of a 256x256 matrix per batch (a slow version)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = tf.Variable(tf.random.stateless_normal([256, 256], seed=[3, 4]) * 0.06)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        state = self.weight
+        for _ in tf.range(300):
+            state = tf.tanh(tf.matmul(state, self.weight))
+        return {"y": self.scale * x + self.offset + 0.0 * tf.reduce_mean(state)}
+
+
+class _FailsOnThirteen(_HalfPlusTwo):
+    """``half_plus_two`` that fails (InvalidArgument) on a batch holding the value 13."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        tf.debugging.assert_none_equal(x, tf.constant(13.0), message="x holds 13")
+        return {"y": self.scale * x + self.offset}
 
 
 class _Heavy(tf.Module):
@@ -137,6 +171,33 @@ def tiny_image(version_dir: Path) -> Path:
         ),
     )
     return version_dir
+
+
+def two_versions(model_dir: Path) -> Path:
+    """``half_plus_two`` at version 1 and ``y = x + 2`` at version 2 under ``model_dir``."""
+    half_plus_two(model_dir / "1")
+    half_plus_two(model_dir / "2", scale=1.0)
+    return model_dir
+
+
+def shadowed(model_dir: Path) -> Path:
+    """Versions 1, 3 and 4 as described in the module docstring, under ``model_dir``."""
+    half_plus_two(model_dir / "1")
+    half_plus_two(model_dir / "3", scale=-1.0)
+    heavy(model_dir / "4", iterations=1)
+    module = _SlowHalfPlusTwo()
+    tf.saved_model.save(module, str(model_dir / "5"), signatures={"serving_default": module.serve})
+    return model_dir
+
+
+def rollout_candidates(model_dir: Path) -> Path:
+    """Versions 1, 2 and 3 as described in the module docstring, under ``model_dir``."""
+    half_plus_two(model_dir / "1")
+    half_plus_two(model_dir / "2")
+    half_plus_two(model_dir / "3", scale=-1.0)
+    module = _FailsOnThirteen()
+    tf.saved_model.save(module, str(model_dir / "4"), signatures={"serving_default": module.serve})
+    return model_dir
 
 
 def quadrant_image(quadrant: int, size: int = 8) -> np.ndarray:

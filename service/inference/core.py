@@ -138,9 +138,38 @@ class InferenceCore:
             (classes, result), timing = await self._run(scope, served, request, top_k)
         return classes, result, timing
 
+    def inflight(self) -> int:
+        """Requests in flight now (the shadow mirror sheds its work while this is high)."""
+        return self._manager.inflight()
+
+    def rollout(self, model: str, action: str | None = None) -> dict[str, object]:
+        """The state of a model's rollout, after ``action`` (pause | resume | abort) if given.
+
+        Raises:
+            ModelNotFoundError: the model has no rollout.
+            InvalidInputError: an unknown action, or one its phase does not allow.
+        """
+        rollouts = self._manager.rollouts
+        if model not in rollouts.states:
+            raise ModelNotFoundError(f"model {model[:64]!r} has no rollout")
+        try:
+            state = rollouts.states[model] if action is None else rollouts.control(model, action)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+        return {
+            "model": model,
+            "candidate": state.settings.candidate,
+            "baseline": state.settings.baseline,
+            "phase": state.phase,
+            "candidate_percent": state.weight,
+            "reason": state.reason,
+        }
+
     def _version(self, request: InferenceRequest) -> int | None:
         if request.label is not None:
             return self._manager.resolve_label(request.model, request.label)
+        if request.version is None:
+            return self._manager.route(request.model, request.metadata)
         return request.version
 
     async def _run(

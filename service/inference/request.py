@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -49,7 +49,9 @@ class InferenceRequest:
 
     ``inputs`` holds numeric arrays, or object arrays of ``bytes`` for string tensors
     (image bytes for a model with an image contract are decoded and preprocessed by the
-    core). ``version`` or ``label`` pick a version; with neither the latest serves.
+    core). ``version`` or ``label`` pick a version; with neither, the model's traffic split
+    (``metadata`` carries the request's headers or gRPC metadata, lower-case, for a sticky
+    key) or else the latest serves.
     """
 
     model: str
@@ -60,6 +62,7 @@ class InferenceRequest:
     output_filter: Sequence[str] | None = None
     timeout_s: float | None = None
     protocol: str = "rest"
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +118,11 @@ class RequestScope:
         """When the core took the decoded request (the request histograms start here)."""
         self.served: ServedVersion | None = None
         self.timing: Timing | None = None
+
+    @property
+    def served_version(self) -> str:
+        """The version that served the request, for the ``X-Model-Version`` header."""
+        return "" if self.served is None else str(self.served.version)
 
     def __enter__(self) -> RequestScope:
         return self

@@ -14,89 +14,28 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from contract.errors import InvalidModelNameError
 from contract.layout import check_model_name
-from contract.model_card import ModelCard
 from service.config import Settings
 from service.errors import ModelNotFoundError, ModelUnavailableError, serving_error
 from service.metrics import Metrics, VersionMetrics
-from service.models import budget, memory, source, storage
+from service.models import budget, memory, source, storage, traffic
 from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
-from service.models.runtime import Runtime
-from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
+from service.models.rollout import RolloutController
+from service.models.versions import ServedVersion, VersionRecord
+from service.views import VersionState, VersionStatus
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class ServedVersion:
-    """An AVAILABLE version and everything loaded for it (no field is ever None)."""
-
-    model: str
-    version: int
-    runtime: Runtime
-    card: ModelCard | None
-    batcher: Batcher
-    metrics: VersionMetrics
-    inflight: int = 0
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.idle.set()  # no request in flight yet
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}:{self.version}"
-
-    def signature(self, name: str | None) -> SignatureSpec:
-        """The named signature (``serving_default`` when none is named)."""
-        return self.view().signature(name)
-
-    def view(self) -> ModelView:
-        return ModelView(
-            self.model,
-            self.version,
-            self.runtime.signatures,
-            self.runtime.signature_defs,
-            self.card,
-        )
-
-
-@dataclass(eq=False)
-class VersionRecord:
-    """One version the manager knows of, in any state."""
-
-    model: str
-    version: int
-    path: str
-    fingerprint: tuple[int, ...]
-    footprint: int = 0
-    """Estimated memory once loaded (``memory.estimate_footprint``)."""
-    state: VersionState = VersionState.START
-    error: str = ""
-    error_code: int = 2
-    served: ServedVersion | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}:{self.version}"
-
-    def status(self) -> VersionStatus:
-        return VersionStatus(self.version, self.state, self.error, self.error_code)
-
-    @property
-    def holds_memory(self) -> bool:
-        return self.state not in (VersionState.FAILED, VersionState.END)
 
 
 class ModelManager:
@@ -127,25 +66,32 @@ class ModelManager:
         self._records: dict[str, dict[int, VersionRecord]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._poll_task: asyncio.Task[None] | None = None
+        self._roll_task: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
         self._load_seconds: dict[str, float] = {}
         self.initial_load_done = False
         self._closing = False
+        self._rng = random.Random()
+        self._splits: dict[str, dict[int, float]] = {}
+        self.rollouts = RolloutController(settings, metrics, self._available)
 
     async def start(self) -> None:
         """Scan once, wait for the first loads, then keep polling in the background."""
         await self.poll_once()
         await self.wait_for_loads()
         self.initial_load_done = True
+        self.rollouts.tick()
         if self._settings.poll_interval_s > 0:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+        self._roll_task = asyncio.get_running_loop().create_task(self.rollouts.run())
 
     async def close(self) -> None:
         """Stop polling and unload every version."""
         self._closing = True
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            await asyncio.gather(self._poll_task, return_exceptions=True)
+        for task in (self._poll_task, self._roll_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.wait_for_loads()
         for records in list(self._records.values()):
             for record in list(records.values()):
@@ -347,6 +293,39 @@ class ModelManager:
             )
         return labels[label]
 
+    def route(self, model: str, metadata: Mapping[str, str]) -> int | None:
+        """The version the model's traffic split picks for a request (None: the latest)."""
+        settings = self._settings.for_model(model)
+        if not settings.traffic and settings.rollout is None:
+            self._publish_split(model, {})
+            return None
+        weights = self.rollouts.weights(model) or traffic.arm_weights(
+            settings.traffic, settings.version_labels
+        )
+        self._publish_split(model, weights)
+        available = self._available(model)
+        header = traffic.sticky_header(settings.sticky_key)
+        key = metadata.get(header) if header is not None else None
+        return traffic.pick(weights, available, key, self._rng)
+
+    def _available(self, model: str) -> list[int]:
+        return [
+            v for v, r in self._records.get(model, {}).items() if r.state is VersionState.AVAILABLE
+        ]
+
+    def _publish_split(self, model: str, weights: dict[int, float]) -> None:
+        """Export the split's shares as ``primer_traffic_weight`` when it changes."""
+        if self._splits.get(model, {}) == weights:
+            return
+        for version in self._splits.pop(model, {}):
+            self._metrics.traffic_weight.remove(model, str(version))
+        total = sum(weights.values())
+        for version, weight in weights.items():
+            self._metrics.traffic_weight.labels(model, str(version)).set(weight / total)
+        if weights:
+            self._splits[model] = dict(weights)
+            logger.info("traffic split of %s: %s", model, weights)
+
     def resolve(self, model: str, version: int | None = None) -> ServedVersion:
         """The AVAILABLE version to serve: the given one, else the highest available."""
         records = self._records_of(model)
@@ -386,6 +365,12 @@ class ModelManager:
             served.inflight -= 1
             if served.inflight == 0:
                 served.idle.set()
+
+    def inflight(self) -> int:
+        """Requests in flight over every served version."""
+        return sum(
+            r.served.inflight for m in self._records.values() for r in m.values() if r.served
+        )
 
     def is_ready(self) -> bool:
         """Ready when the first scan has loaded and every model has an AVAILABLE version."""

@@ -60,6 +60,13 @@ def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> floa
     return max(min(candidates), 1e-6)
 
 
+def call_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's text metadata (lower-case keys), e.g. for a traffic split's sticky key."""
+    return {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }
+
+
 def serving_errors(
     method: Method[Servicer, Request, Response],
 ) -> Method[Servicer, Request, Response]:

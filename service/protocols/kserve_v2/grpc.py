@@ -38,7 +38,12 @@ from service.protocols.kserve_v2.tensors import (
     datatype_of,
     raw_to_array,
 )
-from service.transport.grpc_errors import deadline_s, send_timing, serving_errors
+from service.transport.grpc_errors import (
+    call_metadata,
+    deadline_s,
+    send_timing,
+    serving_errors,
+)
 from service.transport.grpc_server import GrpcService
 
 PROTOCOL = "grpc_v2"
@@ -185,6 +190,7 @@ class V2InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 timeout,
                 PROTOCOL,
             )
+            core_req.metadata = call_metadata(context)
             response, timing = await scope.infer(core_req, encode_response(request.id))
         send_timing(context, timing)
         return response

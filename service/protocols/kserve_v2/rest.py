@@ -255,10 +255,11 @@ class V2Rest:
                 min(timeouts, default=None),
                 PROTOCOL,
             )
+            core_req.metadata = dict(request.headers)
             (header, blobs), timing = await unless_disconnected(
                 request, scope.infer(core_req, encoder(doc.get("id"), outputs, default_binary))
             )
-        headers = {"server-timing": server_timing(timing)}
+        headers = {"server-timing": server_timing(timing), "x-model-version": scope.served_version}
         if not blobs:
             return Response(header, media_type="application/json", headers=headers)
         headers[HEADER_LENGTH] = str(len(header))

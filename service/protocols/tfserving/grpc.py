@@ -32,7 +32,12 @@ from service.inference.request import InferenceRequest, InferenceResult
 from service.inference.validate import UNNAMED_INPUT, bytes_array
 from service.protocols.tfserving.status import model_metadata_proto, model_status_proto
 from service.protocols.tfserving.tensor_proto import fill_tensor_proto, tensor_proto_to_array
-from service.transport.grpc_errors import deadline_s, send_timing, serving_errors
+from service.transport.grpc_errors import (
+    call_metadata,
+    deadline_s,
+    send_timing,
+    serving_errors,
+)
 from service.transport.grpc_server import GrpcService
 
 PROTOCOL = "grpc_tfserving"
@@ -111,6 +116,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 output_filter=list(request.output_filter) or None,
                 timeout_s=deadline_s(context),
                 protocol=PROTOCOL,
+                metadata=call_metadata(context),
             )
             response, timing = await scope.infer(core_request, _encode_predict)
         send_timing(context, timing)
@@ -148,6 +154,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 label=label,
                 timeout_s=deadline_s(context),
                 protocol=PROTOCOL,
+                metadata=call_metadata(context),
             )
             classes, result, timing = await scope.classify(core_request, _ALL_CLASSES)
         send_timing(context, timing)

@@ -22,7 +22,13 @@ from contract.layout import check_model_name, parse_version
 from service.config import Settings
 from service.errors import InvalidInputError, ModelNotFoundError
 from service.inference.core import InferenceCore
-from service.inference.request import ClassScore, InferenceRequest, InferenceResult
+from service.inference.request import (
+    ClassScore,
+    InferenceRequest,
+    InferenceResult,
+    RequestScope,
+    Timing,
+)
 from service.inference.validate import UNNAMED_INPUT, bytes_array
 from service.protocols.tfserving.json import tensor_from_json, tensor_to_json
 from service.protocols.tfserving.status import model_metadata_proto, model_status_proto
@@ -144,10 +150,11 @@ class TFServingRest:
                 signature=signature,
                 timeout_s=request_timeout(request),
                 protocol=PROTOCOL,
+                metadata=dict(request.headers),
             )
             encode = encode_predictions if row_format else encode_outputs
             content, timing = await unless_disconnected(request, scope.infer(core_request, encode))
-        return json_response(content, headers={"server-timing": server_timing(timing)})
+        return json_response(content, headers=_headers(scope, timing))
 
     # ----- classify (images in, top-k labels out) ---------------------------------------
     async def classify(self, request: Request, path: str) -> Response:
@@ -165,6 +172,7 @@ class TFServingRest:
                 label=target.label,
                 timeout_s=timeout_s,
                 protocol=PROTOCOL,
+                metadata=dict(request.headers),
             )
             classes, result, timing = await unless_disconnected(
                 request, scope.classify(core_request, int(k))
@@ -174,7 +182,7 @@ class TFServingRest:
         )
         return json_response(
             {"model": result.model, "version": result.version, "predictions": predictions},
-            headers={"server-timing": server_timing(timing)},
+            headers=_headers(scope, timing),
         )
 
     async def _classify_images(self, request: Request) -> tuple[list[bytes], bool]:
@@ -276,3 +284,8 @@ def encode_outputs(result: InferenceResult) -> dict[str, Any]:
     if len(outputs) == 1:
         return {"outputs": tensor_to_json(next(iter(outputs.values())))}
     return {"outputs": {name: tensor_to_json(value) for name, value in outputs.items()}}
+
+
+def _headers(scope: RequestScope, timing: Timing) -> dict[str, str]:
+    """Server-Timing and the version that served (``X-Model-Version``)."""
+    return {"server-timing": server_timing(timing), "x-model-version": scope.served_version}

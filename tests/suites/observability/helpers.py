@@ -23,6 +23,16 @@ SYNTHETIC_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_s
 """Series Prometheus itself writes for every target (not exported by the server)."""
 DEVICE_SERIES = frozenset({"primer_gpu_memory_used_bytes"})
 """Declared always, with samples only where TensorFlow sees a GPU."""
+EXPERIMENT_SERIES = frozenset(
+    {
+        "primer_traffic_weight",
+        "primer_rollout_step",
+        "primer_shadow_agreement",
+        "primer_shadow_mean_abs_diff",
+        "primer_shadow_requests_total",
+    }
+)
+"""Declared always, with samples only for models with a split, a shadow or a rollout."""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

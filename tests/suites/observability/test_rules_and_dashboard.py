@@ -14,6 +14,7 @@ from tests.suites.observability.helpers import (
     DASHBOARD,
     DEPLOY,
     DEVICE_SERIES,
+    EXPERIMENT_SERIES,
     PROMETHEUS_DIR,
     SYNTHETIC_SERIES,
     dashboard_queries,
@@ -105,7 +106,11 @@ def test_metric_name_extraction(expr: str, names: set[str]) -> None:
 def test_every_queried_metric_is_exported(rest: httpx.Client, traffic_model: str) -> None:
     rest.post(f"/v1/models/{traffic_model}:predict", json=instances_for(rest, traffic_model))
     text, samples = scrape(rest)
-    exported = series_names(samples) | SYNTHETIC_SERIES | (DEVICE_SERIES & declared_families(text))
+    exported = (
+        series_names(samples)
+        | SYNTHETIC_SERIES
+        | ((DEVICE_SERIES | EXPERIMENT_SERIES) & declared_families(text))
+    )
     missing = {}
     for where, expr in all_queries():
         names = metric_names(expr)

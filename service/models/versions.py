@@ -1,0 +1,73 @@
+"""The versions a manager holds: a record per known version, and a served (AVAILABLE) one."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from contract.model_card import ModelCard
+from service.metrics import VersionMetrics
+from service.models.batching import Batcher
+from service.models.runtime import Runtime
+from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
+
+
+@dataclass(eq=False)
+class ServedVersion:
+    """An AVAILABLE version and everything loaded for it (no field is ever None)."""
+
+    model: str
+    version: int
+    runtime: Runtime
+    card: ModelCard | None
+    batcher: Batcher
+    metrics: VersionMetrics
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()  # no request in flight yet
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    def signature(self, name: str | None) -> SignatureSpec:
+        """The named signature (``serving_default`` when none is named)."""
+        return self.view().signature(name)
+
+    def view(self) -> ModelView:
+        return ModelView(
+            self.model,
+            self.version,
+            self.runtime.signatures,
+            self.runtime.signature_defs,
+            self.card,
+        )
+
+
+@dataclass(eq=False)
+class VersionRecord:
+    """One version the manager knows of, in any state."""
+
+    model: str
+    version: int
+    path: str
+    fingerprint: tuple[int, ...]
+    footprint: int = 0
+    """Estimated memory once loaded (``memory.estimate_footprint``)."""
+    state: VersionState = VersionState.START
+    error: str = ""
+    error_code: int = 2
+    served: ServedVersion | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    def status(self) -> VersionStatus:
+        return VersionStatus(self.version, self.state, self.error, self.error_code)
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state not in (VersionState.FAILED, VersionState.END)

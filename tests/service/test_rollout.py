@@ -1,0 +1,224 @@
+"""Canary rollouts under load: a good candidate is promoted step by step to 100%, one whose
+outputs differ is rolled back to 0% at the first interval, and no client request fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+import httpx
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.inference.request import InferenceRequest
+from tests import fixtures
+from tests.conftest import ServerThread
+
+CONFIG = """
+models:
+  half_plus_two:
+    version_policy: all
+    rollout:
+      candidate: %d
+      baseline: 1
+      steps: [25, 50, 100]
+      interval_s: 0.4
+      gates: {max_error_ratio: 0.01, min_agreement: 0.9}
+"""
+
+
+@pytest.fixture(scope="module")
+def rolling(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("rollout")
+    fixtures.rollout_candidates(base / "models" / "half_plus_two")
+    config = base / "primer.yaml"
+    config.write_text(CONFIG % 2)
+    overrides = {
+        "model_base_path": str(base / "models"),
+        "host": "127.0.0.1",
+        "rest_port": 0,
+        "grpc_port": 0,
+        "poll_interval_s": 0,
+    }
+
+    def load() -> Settings:
+        return Settings.load(config, **overrides)
+
+    thread = ServerThread(load(), load).start()
+    yield thread, config
+    thread.stop()
+
+
+def _load_until(
+    thread: ServerThread, candidate: int, phase: str, marked: float = 0.0, limit_s: float = 60
+) -> tuple[Counter, int]:
+    """Unversioned requests from 8 concurrent clients until the rollout of ``candidate``
+    reaches ``phase``
+    (bounded by ``limit_s``), then 200 more; the versions of those 200, and the failures.
+    A ``marked`` share of the requests hold the value 13 (version 4 fails them)."""
+    core = thread.server.core
+    rollouts = thread.server.manager.rollouts
+    rng = np.random.default_rng(5)
+    failures = 0
+
+    async def one() -> int:
+        nonlocal failures
+        rows = rng.normal(size=(2, 3)).astype(np.float32)
+        if rng.random() < marked:
+            rows[0, 0] = 13.0
+        request = InferenceRequest("half_plus_two", {"x": rows})
+        try:
+            with core.scope("rollout_test", "half_plus_two") as scope:
+                version, _ = await scope.infer(request, lambda result: result.version)
+        except Exception:
+            failures += 1
+            return 0
+        return version
+
+    async def client(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await one()
+
+    async def run() -> Counter:
+        stop = asyncio.Event()
+        clients = [asyncio.get_running_loop().create_task(client(stop)) for _ in range(8)]
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            state = rollouts.states.get("half_plus_two")
+            if state and state.settings.candidate == candidate and state.phase == phase:
+                break
+            await asyncio.sleep(0.05)
+        nonlocal marked
+        marked = 0.0
+        after = Counter(await asyncio.gather(*(one() for _ in range(200))))
+        stop.set()
+        await asyncio.gather(*clients)
+        return after
+
+    after = thread.run(run(), timeout=limit_s + 60)
+    return after, failures
+
+
+def _moves_of(state) -> list[tuple[str, float]]:
+    """The rollout's moves once running, without repeats (a step can hold for intervals)."""
+    moves = [move for move in state.history if move[0] != "waiting"]
+    return [move for i, move in enumerate(moves) if i == 0 or move != moves[i - 1]]
+
+
+def _moves(caplog: pytest.LogCaptureFixture, candidate: int) -> list[str]:
+    prefix = f"rollout of half_plus_two:{candidate}: "
+    return [
+        r.getMessage()[len(prefix) :] for r in caplog.records if r.getMessage().startswith(prefix)
+    ]
+
+
+def test_a_good_candidate_is_promoted_to_100_percent_under_load(
+    rolling, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, _ = rolling
+    with caplog.at_level(logging.INFO, logger="service.models.rollout"):
+        after, failures = _load_until(thread, 2, "promoted")
+    state = thread.server.manager.rollouts.states["half_plus_two"]
+    assert (state.phase, state.weight) == ("promoted", 100.0), _moves(caplog, 2)
+    assert failures == 0
+    assert after == Counter({2: 200})
+    assert thread.server.metrics.rollout_step.labels("half_plus_two")._value.get() == 100
+    assert _moves_of(state) == [("running", 25), ("running", 50), ("promoted", 100)]
+    assert "promoted at 100%" in caplog.text
+
+
+def test_a_candidate_whose_outputs_differ_is_rolled_back_at_the_first_interval(
+    rolling, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, config = rolling
+    config.write_text(CONFIG % 3)
+    assert thread.run(thread.server.reloader.reload()) is True
+    with caplog.at_level(logging.INFO, logger="service.models.rollout"):
+        after, failures = _load_until(thread, 3, "rolled_back")
+    state = thread.server.manager.rollouts.states["half_plus_two"]
+    moves = _moves(caplog, 3)
+    assert (state.phase, state.weight) == ("rolled_back", 0.0), moves
+    assert "agreement" in state.reason
+    assert failures == 0
+    assert after == Counter({1: 200})  # all traffic back on the baseline
+    # the candidate never went past its first step: 25%, then straight back to 0
+    assert _moves_of(state) == [("running", 25), ("rolled_back", 0)], moves
+    assert "rolled_back at 0%" in caplog.text
+
+
+def test_a_candidate_that_fails_5_percent_of_requests_is_rolled_back_at_the_first_interval(
+    rolling, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, config = rolling
+    config.write_text(CONFIG % 4)
+    assert thread.run(thread.server.reloader.reload()) is True
+    with caplog.at_level(logging.INFO, logger="service.models.rollout"):
+        after, failures = _load_until(thread, 4, "rolled_back", marked=0.05)
+    state = thread.server.manager.rollouts.states["half_plus_two"]
+    moves = _moves(caplog, 4)
+    assert (state.phase, state.weight) == ("rolled_back", 0.0), moves
+    assert "error ratio" in state.reason
+    assert after == Counter({1: 200})  # all traffic back on the baseline
+    assert _moves_of(state) == [("running", 25), ("rolled_back", 0)], moves
+    assert "rolled_back at 0%" in caplog.text
+    # the failures are the candidate's own, while it served its first step, never the
+    # baseline's: every one is counted under version 4
+    failed_on_candidate = sum(
+        thread.server.metrics.requests.labels(
+            "half_plus_two", "4", "rollout_test", code
+        )._value.get()
+        for code in ("INVALID_ARGUMENT", "INTERNAL", "FAILED_PRECONDITION", "UNKNOWN")
+    )
+    assert failures == failed_on_candidate > 0
+
+
+def test_the_control_endpoint_is_off_by_default(rolling) -> None:
+    thread, _ = rolling
+    with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+        assert client.get("/v1/experiments/half_plus_two/rollout").status_code == 404
+
+
+def test_the_control_endpoint_pauses_resumes_and_aborts_behind_the_token(tmp_path) -> None:
+    fixtures.rollout_candidates(tmp_path / "models" / "half_plus_two")
+    config = tmp_path / "primer.yaml"
+    config.write_text((CONFIG % 2).replace("interval_s: 0.4", "interval_s: 600"))
+    settings = Settings.load(
+        config,
+        model_base_path=str(tmp_path / "models"),
+        host="127.0.0.1",
+        rest_port=0,
+        grpc_port=0,
+        poll_interval_s=0,
+        rollout_control=True,
+        auth_token="s3cret",
+    )
+    thread = ServerThread(settings).start()
+    path = "/v1/experiments/half_plus_two/rollout"
+    try:
+        with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+            assert client.get(path).status_code == 401
+            client.headers["authorization"] = "Bearer s3cret"
+            state = client.get(path).json()
+            assert (state["candidate"], state["baseline"]) == (2, 1)
+            assert client.post(path + ":pause").json()["phase"] == "paused"
+            conflict = client.post(path + ":pause")
+            assert conflict.status_code == 400
+            assert "cannot pause a rollout that is paused" in conflict.text
+            assert client.post(path + ":resume").json()["phase"] == "running"
+            aborted = client.post(path + ":abort").json()
+            assert (aborted["phase"], aborted["candidate_percent"]) == ("aborted", 0.0)
+            versions = {
+                client.post(
+                    "/v1/models/half_plus_two:predict", json={"instances": [[1, 2, 3]]}
+                ).headers["x-model-version"]
+                for _ in range(50)
+            }
+            assert versions == {"1"}
+            assert client.post(path + ":explode").status_code == 400
+            missing = client.get("/v1/experiments/nothing/rollout")
+            assert missing.status_code == 404 and "has no rollout" in missing.text
+    finally:
+        thread.stop()
