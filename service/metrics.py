@@ -217,6 +217,19 @@ class Metrics:
         )
         for outcome in ("applied", "unchanged", "invalid"):
             self.config_reloads.labels(outcome)
+        self.connections_closed = Counter(
+            f"{PREFIX}_connections_closed",
+            "Connections refused or closed by an edge limit, by protocol and limit "
+            "(connection_cap, header_timeout, header_size, body_timeout, keep_alive_idle).",
+            ["protocol", "limit"],
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            f"{PREFIX}_open_connections",
+            "Connections held open, by protocol.",
+            ["protocol"],
+            registry=r,
+        )
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""
