@@ -5,6 +5,7 @@ request still served afterwards."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,6 +137,29 @@ def test_a_trickled_body_gets_408(edge_server: ServerThread) -> None:
     assert b"request body not received" in reply
     assert closed_count(edge_server, "body_timeout") == before + 1
     assert_good_request(edge_server)
+
+
+def test_a_body_arriving_within_the_body_timeout_is_served(edge_server: ServerThread) -> None:
+    """Three pieces 0.2 s apart (0.4 s in all, the body timeout is 0.8 s): answered 200."""
+    with connect(edge_server) as sock:
+        sock.sendall(REQUEST_HEAD + f"Content-Length: {len(GOOD_BODY)}\r\n\r\n".encode())
+        for start in range(0, len(GOOD_BODY), 12):
+            time.sleep(0.2)  # a slow client: the pacing is the behaviour under test
+            sock.sendall(GOOD_BODY[start : start + 12])
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_kept_alive_connection_idle_past_the_header_timeout_is_kept(
+    edge_server: ServerThread,
+) -> None:
+    """Between requests only the keep-alive timeout (30 s) applies, not the header timeout."""
+    request = REQUEST_HEAD + f"Content-Length: {len(GOOD_BODY)}\r\n\r\n".encode() + GOOD_BODY
+    with connect(edge_server) as sock:
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(2 * HEADER_TIMEOUT_S)  # idle between requests, longer than the timeout
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
 
 
 def test_connections_past_the_cap_get_503_and_the_server_recovers(
