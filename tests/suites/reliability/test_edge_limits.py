@@ -297,3 +297,32 @@ def call_collecting(
         assert_half_plus_two(stub, "held")
     except grpc.RpcError as error:  # reported by the test thread
         errors.append(error)
+
+
+def test_a_client_pinging_too_often_gets_goaway_while_a_normal_client_is_served(
+    server: ServerProcess, fd_baseline, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Pings every 100 ms against the default 10 s minimum: after 2 strikes GOAWAY
+    ENHANCE_YOUR_CALM ``too_many_pings`` (grpc core logs it on the client's stderr); the
+    greedy client's calls fail UNAVAILABLE until it has doubled its interval past the
+    minimum, and a normal client is served meanwhile."""
+    greedy = [
+        ("grpc.keepalive_time_ms", 100),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    seen = ""
+    with (
+        grpc.insecure_channel(server.grpc_target, options=greedy) as channel,
+        grpc.insecure_channel(server.grpc_target) as normal,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        health.Check(health_pb2.HealthCheckRequest(), timeout=10)  # connected: pings start
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(normal)
+        deadline = time.monotonic() + 10
+        while "too_many_pings" not in seen and time.monotonic() < deadline:
+            assert_half_plus_two(stub, "half_plus_two")
+            time.sleep(0.1)  # the greedy client's pings are the behaviour under test
+            seen += capfd.readouterr().err
+        assert_half_plus_two(stub, "half_plus_two")
+    assert "ENHANCE_YOUR_CALM" in seen and "too_many_pings" in seen, seen[-2000:]
