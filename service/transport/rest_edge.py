@@ -123,7 +123,10 @@ def guarded_protocol(limits: EdgeLimits, metrics: Metrics) -> type[HttpToolsProt
                 if not self._reading_headers:
                     super().data_received(data)
                     break
-                chunk, data = data[: self._header_budget], data[self._header_budget :]
+                if len(data) <= self._header_budget:  # the common case: no copy
+                    chunk, data = data, b""
+                else:
+                    chunk, data = data[: self._header_budget], data[self._header_budget :]
                 self._header_budget -= len(chunk)
                 super().data_received(chunk)
                 if self._reading_headers and self._header_budget <= 0:
