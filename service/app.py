@@ -31,6 +31,7 @@ from service.transport.auth import OPEN_REST_PATHS
 from service.transport.grpc_server import GrpcServer
 from service.transport.openapi import openapi_route
 from service.transport.rest_app import build_rest_app
+from service.transport.rest_edge import EdgeLimits, guarded_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +109,13 @@ class Server:
             self.rest_app,
             host=self.settings.host,
             port=self.settings.rest_port,
-            http="httptools",
+            http=guarded_protocol(EdgeLimits.from_settings(self.settings), self.metrics),
             loop="none",
             lifespan="off",
             access_log=False,
             log_level="warning",
             backlog=2048,
-            timeout_keep_alive=30,
+            timeout_keep_alive=self.settings.rest_keep_alive_timeout_s,
             ssl_certfile=self.settings.tls_cert_file,
             ssl_keyfile=self.settings.tls_key_file,
             # uvicorn types this int, but waits with asyncio.wait_for: a float is kept exact

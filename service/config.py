@@ -222,6 +222,40 @@ class Settings(BaseSettings):
     """Largest decoded image, in pixels, checked from the header before decoding."""
     shutdown_timeout_s: float = Field(30.0, ge=0)
     """On SIGTERM, how long admitted requests may take to finish."""
+    rest_header_timeout_s: float = Field(15.0, gt=0)
+    """Longest a REST client may take to send a request line and headers, counted from the
+    connection (or the request's first byte on a kept-alive one); then 408 and closed. 15 s:
+    64 KiB of headers cross a 56 kbit/s link in 9 s, and a slowloris holds a descriptor for
+    at most 15 s (nginx's ``client_header_timeout`` is 60 s)."""
+    rest_body_timeout_s: float = Field(30.0, gt=0)
+    """Longest a REST client may take to send a request body once its headers are in; then
+    408 and closed (a body trickled byte by byte cannot hold a connection). 30 s, the default
+    request deadline: a body still arriving then could not be answered in time anyway."""
+    rest_max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest REST request line plus headers; 431 and closed beyond (Envoy: 60 KiB)."""
+    rest_max_connections: int | None = Field(None, ge=1)
+    """Most REST connections held at once; one more is answered 503 and closed at once.
+    None: derived from the descriptor limit (``service.transport.connection_cap``)."""
+    rest_keep_alive_timeout_s: float = Field(30.0, gt=0)
+    """An idle kept-alive REST connection is closed after this long."""
+    grpc_max_concurrent_streams: int = Field(100, ge=1)
+    """Most concurrent gRPC calls (HTTP/2 streams) per connection; more wait for a free
+    stream on the client (100 is HTTP/2's recommended minimum)."""
+    grpc_min_ping_interval_s: float = Field(10.0, gt=0)
+    """Least time between a client's keepalive pings; faster pings are strikes."""
+    grpc_max_ping_strikes: int = Field(2, ge=0)
+    """Pings too fast beyond this many: GOAWAY (ENHANCE_YOUR_CALM) closes the connection."""
+    grpc_max_connection_idle_s: float = Field(300.0, gt=0)
+    """A gRPC connection with no call for this long gets GOAWAY and is closed."""
+    grpc_max_connection_age_s: float = Field(1800.0, gt=0)
+    """A gRPC connection older than this gets GOAWAY, so long-lived clients reconnect and
+    rebalance across replicas."""
+    grpc_max_connection_age_grace_s: float = Field(30.0, ge=0)
+    """After the age GOAWAY, calls in flight get this long to finish (the default request
+    deadline) before the connection is closed."""
+    grpc_max_connections: int | None = Field(None, ge=1)
+    """Most gRPC connections held at once; more are closed on accept. None: derived from the
+    descriptor limit (``service.transport.connection_cap``)."""
     log_level: str = "INFO"
     """Python logging level."""
     log_json: bool = False

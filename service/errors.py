@@ -106,6 +106,30 @@ class ClientClosedRequestError(ServingError):
     reason = "client_closed"
 
 
+class RequestTimeoutError(ServingError):
+    """The client did not send its request headers or body within the edge's read timeout."""
+
+    http_status = 408
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "request_timeout"
+
+
+class HeaderTooLargeError(ServingError):
+    """The request line and headers are over the edge's size limit."""
+
+    http_status = 431
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "header_too_large"
+
+
+class ConnectionLimitError(ServingError):
+    """The server holds its maximum of connections: a new one is refused at once."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "connection_limit"
+
+
 class InternalError(ServingError):
     """Anything unexpected; the adapter logs it with the request id."""
 
@@ -119,6 +143,9 @@ ERROR_TABLE: tuple[type[ServingError], ...] = (
     DeadlineExceededError,
     UnauthenticatedError,
     ClientClosedRequestError,
+    RequestTimeoutError,
+    HeaderTooLargeError,
+    ConnectionLimitError,
     InternalError,
 )
 

@@ -263,6 +263,19 @@ class Metrics:
             model,
             registry=r,
         )
+        self.connections_closed = Counter(
+            f"{PREFIX}_connections_closed",
+            "Connections refused or closed by an edge limit, by protocol and limit "
+            "(connection_cap, header_timeout, header_size, body_timeout, keep_alive_idle).",
+            ["protocol", "limit"],
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            f"{PREFIX}_open_connections",
+            "Connections held open, by protocol.",
+            ["protocol"],
+            registry=r,
+        )
 
     def record_shadow(
         self, model: str, primary: str, shadow: str, rows: int, agree: int, abs_diff: float
