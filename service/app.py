@@ -15,10 +15,13 @@ import tensorflow as tf
 import uvicorn
 
 from service.config import Settings
+from service.evaluation.feedback import Feedback
+from service.evaluation.payload_log import PayloadLog
 from service.inference.core import InferenceCore
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
+from service.protocols.feedback import FeedbackRest
 from service.protocols.kserve_v2.grpc import grpc_services as v2_grpc_services
 from service.protocols.kserve_v2.rest import V2Rest
 from service.protocols.ops import OpsRest
@@ -62,6 +65,15 @@ class Server:
         )
         self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
         self.ops = OpsRest(self.core, self.metrics)
+        self.feedback = Feedback(settings.evaluation, self.metrics)
+        self.core.add_listener(self.feedback)
+        self.payload_log = (
+            None
+            if settings.evaluation.payload_log_dir is None
+            else PayloadLog(settings.evaluation, self.metrics)
+        )
+        if self.payload_log is not None:
+            self.core.add_listener(self.payload_log)
         self.reloader = (
             None
             if settings_loader is None
@@ -70,6 +82,7 @@ class Server:
         token = settings.auth_token
         self.rest_app = build_rest_app(
             [
+                *FeedbackRest(self.core, self.feedback).routes(),
                 *TFServingRest(self.core, settings).routes(),
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
@@ -146,6 +159,8 @@ class Server:
         if self.reloader is not None:
             await self.reloader.stop()
         await self.manager.close()
+        if self.payload_log is not None:
+            self.payload_log.close()
         for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
             executor.shutdown(wait=False, cancel_futures=True)
         self.stopped.set()

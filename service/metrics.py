@@ -205,6 +205,41 @@ class Metrics:
         )
         for outcome in ("applied", "unchanged", "invalid"):
             self.config_reloads.labels(outcome)
+        self.live_accuracy = Gauge(
+            f"{PREFIX}_live_accuracy",
+            "Share of labelled rows predicted right, over the last accuracy_window labels.",
+            model,
+            registry=r,
+        )
+        self.feedback_labelled = Counter(
+            f"{PREFIX}_feedback_labelled", "Rows given a ground-truth label.", model, registry=r
+        )
+        self.feedback_correct = Counter(
+            f"{PREFIX}_feedback_correct",
+            "Labelled rows the served answer got right.",
+            model,
+            registry=r,
+        )
+        self.feedback_rejected = Counter(
+            f"{PREFIX}_feedback_rejected",
+            "Feedback refused: unknown_request, expired, duplicate, invalid_input.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.payload_log_records = Counter(
+            f"{PREFIX}_payload_log_records", "Payload-log records written.", ["model"], registry=r
+        )
+        self.payload_log_dropped = Counter(
+            f"{PREFIX}_payload_log_dropped",
+            "Payload-log records dropped: queue_full (the writer is behind) or disk_error.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.payload_log_disk_errors = Counter(
+            f"{PREFIX}_payload_log_disk_errors",
+            "Payload-log writes that failed (disk full, folder unwritable).",
+            registry=r,
+        )
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""
