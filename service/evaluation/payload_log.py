@@ -59,6 +59,13 @@ def _input_record(value: np.ndarray, keep: bool, limit: int) -> dict[str, Any]:
     return record
 
 
+def _input_name(name: str, event: Answered) -> str:
+    """The signature's name of an input a request left unnamed (TF Serving's one-input form)."""
+    if name or len(event.inputs) != 1:
+        return name
+    return next(iter(event.inputs))
+
+
 def _outputs_record(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for name, value in outputs.items():
@@ -117,7 +124,7 @@ class PayloadLog:
             "protocol": event.protocol,
             "time": event.received_at,
             "inputs": {
-                name: _input_record(value, keep, limit)
+                _input_name(name, event): _input_record(value, keep, limit)
                 for name, value in event.request.inputs.items()
             },
             "outputs": _outputs_record(event.outputs),
