@@ -15,6 +15,7 @@ import tensorflow as tf
 import uvicorn
 
 from service.config import Settings
+from service.evaluation.drift import DriftMonitor
 from service.evaluation.feedback import Feedback
 from service.evaluation.payload_log import PayloadLog
 from service.inference.core import InferenceCore
@@ -67,6 +68,8 @@ class Server:
         self.ops = OpsRest(self.core, self.metrics)
         self.feedback = Feedback(settings.evaluation, self.metrics)
         self.core.add_listener(self.feedback)
+        self.drift = DriftMonitor(settings.evaluation, self.metrics, settings.model_base_path)
+        self.core.add_listener(self.drift)
         self.payload_log = (
             None
             if settings.evaluation.payload_log_dir is None

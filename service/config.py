@@ -107,6 +107,11 @@ class EvaluationSettings(BaseModel):
     accuracy_window: int = Field(10_000, ge=1)
     """Labelled rows the live accuracy is computed over (a sliding window per version)."""
 
+    drift_window: int = Field(500, ge=1)
+    """Rows the live drift histograms cover (a sliding window per version)."""
+    drift_min_rows: int = Field(100, ge=1)
+    """Rows a window needs before its PSI is exported (a few rows say nothing)."""
+
     @field_validator("payload_log_rates")
     @classmethod
     def _rates_in_range(cls, rates: dict[str, float]) -> dict[str, float]:

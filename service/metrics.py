@@ -235,6 +235,20 @@ class Metrics:
             ["model", "reason"],
             registry=r,
         )
+        self.drift_psi = Gauge(
+            f"{PREFIX}_drift_psi",
+            "Population stability index of a live window against the version's reference "
+            "profile, by feature: pixels, classes, confidence.",
+            [*model, "feature"],
+            registry=r,
+        )
+        self.ood_score = Histogram(
+            f"{PREFIX}_ood_score",
+            "Out-of-distribution score per answered row: 1 - the maximum softmax probability.",
+            model,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+            registry=r,
+        )
         self.payload_log_disk_errors = Counter(
             f"{PREFIX}_payload_log_disk_errors",
             "Payload-log writes that failed (disk full, folder unwritable).",

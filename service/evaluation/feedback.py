@@ -37,12 +37,18 @@ class Served:
     labelled: bool = False
 
 
-def predicted_classes(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The argmax class of each row of a classifier's scores; None for other outputs."""
+def class_scores(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
+    """A classifier's scores (rows by classes, floating); None for other outputs."""
     for value in outputs.values():
         if value.ndim == 2 and value.shape[1] > 1 and np.issubdtype(value.dtype, np.floating):
-            return np.argmax(value, axis=1)
+            return value
     return None
+
+
+def predicted_classes(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The argmax class of each row of a classifier's scores; None for other outputs."""
+    scores = class_scores(outputs)
+    return None if scores is None else np.argmax(scores, axis=1)
 
 
 @dataclass
