@@ -107,6 +107,9 @@ class EvaluationSettings(BaseModel):
     accuracy_window: int = Field(10_000, ge=1)
     """Labelled rows the live accuracy is computed over (a sliding window per version)."""
 
+    accuracy_alert_margin: float = Field(0.02, ge=0, le=1)
+    """The live-accuracy alert fires below model.json's test accuracy minus this margin
+    (exported as ``primer_live_accuracy_threshold``)."""
     drift_window: int = Field(500, ge=1)
     """Rows the live drift histograms cover (a sliding window per version)."""
     drift_min_rows: int = Field(100, ge=1)

@@ -211,6 +211,12 @@ class Metrics:
             model,
             registry=r,
         )
+        self.live_accuracy_threshold = Gauge(
+            f"{PREFIX}_live_accuracy_threshold",
+            "model.json's test accuracy minus accuracy_alert_margin: the alert's floor.",
+            model,
+            registry=r,
+        )
         self.feedback_labelled = Counter(
             f"{PREFIX}_feedback_labelled", "Rows given a ground-truth label.", model, registry=r
         )

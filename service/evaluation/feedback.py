@@ -167,6 +167,16 @@ class Feedback:
         self._metrics.feedback_correct.labels(model, version).inc(sum(right))
         return all(right)
 
+    def version_of(self, model: str, request_id: str) -> int | None:
+        """The version that answered a remembered request of ``model``, if any."""
+        served = self._served.get(request_id)
+        return None if served is None or served.model != model else served.version
+
+    def set_test_accuracy(self, model: str, version: int, test_accuracy: float) -> None:
+        """Export the live-accuracy alert's floor: test accuracy minus the margin."""
+        floor = test_accuracy - self._settings.accuracy_alert_margin
+        self._metrics.live_accuracy_threshold.labels(model, str(version)).set(floor)
+
     def accuracy(self, model: str, version: int) -> float | None:
         """The live accuracy of a version, None before its first label."""
         window = self._windows.get((model, version))

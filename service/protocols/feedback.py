@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, ServingError
 from service.evaluation.feedback import Feedback
 from service.inference.core import InferenceCore
 from service.transport.http import json_response, parse_json, read_body
@@ -40,18 +40,29 @@ class FeedbackRest:
 
     async def post(self, request: Request) -> Response:
         model = request.path_params["model"]
-        view = self._core.model_view(model)
+        self._core.model_view(model)  # 404 for a model the server does not serve
         body = parse_json(await read_body(request, MAX_FEEDBACK_BYTES))
         items = body if isinstance(body, list) else [body]
-        if view.card is None or not view.card.labels:
-            raise InvalidInputError(f"model {model!r} has no class labels to give feedback on")
-        classes = list(view.card.labels)
         results = []
         for number, item in enumerate(items):
             request_id, labels = _parse_item(item, number)
+            classes = self._classes(model, self._feedback.version_of(model, request_id))
             correct = self._feedback.label(model, request_id, labels, classes)
             results.append({"request_id": request_id, "correct": correct})
         return json_response({"results": results})
+
+    def _classes(self, model: str, version: int | None) -> list[str]:
+        """The class labels of the version that answered (the latest when it is gone)."""
+        try:
+            view = self._core.model_view(model, version)
+        except ServingError:
+            view = self._core.model_view(model)
+        if view.card is None or not view.card.labels:
+            raise InvalidInputError(f"model {model!r} has no class labels to give feedback on")
+        accuracy = view.card.provenance.get("test_accuracy")
+        if isinstance(accuracy, int | float):
+            self._feedback.set_test_accuracy(model, view.version, float(accuracy))
+        return list(view.card.labels)
 
 
 def _parse_item(item: Any, number: int) -> tuple[str, list[int | str]]:

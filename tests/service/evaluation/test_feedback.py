@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contract.model_card import read_model_card
 from tests.conftest import MNIST_NPZ, SHIPPED_MODELS, ServerThread, make_settings
 
 BATCH = 500
@@ -70,6 +71,10 @@ def test_live_accuracy_equals_offline_accuracy_on_the_mnist_test_set(
     assert _metric(evaluated, "primer_feedback_labelled_total", model="mnist_dnn", version="1") >= (
         10_000
     )
+    card = read_model_card(SHIPPED_MODELS / "mnist_dnn" / "1")
+    assert card is not None
+    floor = _metric(evaluated, "primer_live_accuracy_threshold", model="mnist_dnn", version="1")
+    assert floor == pytest.approx(card.provenance["test_accuracy"] - 0.02)
     correct = _metric(evaluated, "primer_feedback_correct_total", model="mnist_dnn", version="1")
     assert correct >= round(offline * 10_000)
 
