@@ -23,6 +23,20 @@ SYNTHETIC_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_s
 """Series Prometheus itself writes for every target (not exported by the server)."""
 DEVICE_SERIES = frozenset({"primer_gpu_memory_used_bytes"})
 """Declared always, with samples only where TensorFlow sees a GPU."""
+EVALUATION_SERIES = frozenset(
+    {
+        "primer_live_accuracy",
+        "primer_live_accuracy_threshold",
+        "primer_feedback_labelled_total",
+        "primer_drift_psi",
+        "primer_ood_score_count",
+        "primer_ood_score_bucket",
+        "primer_payload_log_records_total",
+        "primer_payload_log_dropped_total",
+    }
+)
+"""Declared always, with samples once feedback, a reference profile or the payload log
+gives them some (tests/service/evaluation shows each)."""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

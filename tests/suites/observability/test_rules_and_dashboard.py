@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterable
 
@@ -14,6 +15,7 @@ from tests.suites.observability.helpers import (
     DASHBOARD,
     DEPLOY,
     DEVICE_SERIES,
+    EVALUATION_SERIES,
     PROMETHEUS_DIR,
     SYNTHETIC_SERIES,
     dashboard_queries,
@@ -33,6 +35,10 @@ ALERTS = {
     "PrimerModelVersionFailed",
     "PrimerModelUnavailable",
     "PrimerTargetDown",
+    "PrimerLiveAccuracyLow",
+    "PrimerInputDrift",
+    "PrimerOutOfDistributionTraffic",
+    "PrimerPayloadLogFailing",
 }
 
 
@@ -105,7 +111,13 @@ def test_metric_name_extraction(expr: str, names: set[str]) -> None:
 def test_every_queried_metric_is_exported(rest: httpx.Client, traffic_model: str) -> None:
     rest.post(f"/v1/models/{traffic_model}:predict", json=instances_for(rest, traffic_model))
     text, samples = scrape(rest)
-    exported = series_names(samples) | SYNTHETIC_SERIES | (DEVICE_SERIES & declared_families(text))
+    declared = declared_families(text)
+    evaluation = {
+        name
+        for name in EVALUATION_SERIES
+        if {name, re.sub(r"_(total|count|bucket)$", "", name)} & declared
+    }
+    exported = series_names(samples) | SYNTHETIC_SERIES | (DEVICE_SERIES & declared) | evaluation
     missing = {}
     for where, expr in all_queries():
         names = metric_names(expr)
