@@ -22,6 +22,7 @@ from service.inference.core import InferenceCore
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
+from service.protocols.console import ConsoleRest
 from service.protocols.feedback import FeedbackRest
 from service.protocols.kserve_v2.grpc import grpc_services as v2_grpc_services
 from service.protocols.kserve_v2.rest import V2Rest
@@ -90,6 +91,7 @@ class Server:
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
                 openapi_route(),
+                *ConsoleRest(self.core, self.feedback, self.metrics).routes(),
             ],
             auth_token=token and token.get_secret_value(),
             open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth else {"/metrics"}),
