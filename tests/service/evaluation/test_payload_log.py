@@ -3,7 +3,9 @@ redacts on request, and never fails a request when its disk refuses writes."""
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from service.config import Settings
+from service.config import EvaluationSettings, Settings
+from service.evaluation.payload_log import PayloadLog
+from service.inference.events import Answered
+from service.inference.request import InferenceRequest, Timing
+from service.metrics import Metrics
 from tests.conftest import MNIST_NPZ, ServerThread, make_settings
 
 REQUESTS = 120
@@ -158,3 +164,44 @@ def test_every_bad_log_setting_is_a_clear_error(evaluation: dict, says: str) -> 
     with pytest.raises(ValidationError, match="evaluation") as raised:
         Settings(model_base_path="models", evaluation=evaluation)
     assert says in str(raised.value)
+
+
+def _event(number: int) -> Answered:
+    scores = np.full((1, 10), 0.1, np.float32)
+    return Answered(
+        f"q{number}",
+        "unit",
+        "m",
+        1,
+        "serving_default",
+        InferenceRequest("m", {"x": np.zeros((1, 3), np.float32)}),
+        {"x": np.zeros((1, 3), np.float32)},
+        {"y": scores},
+        Timing(),
+        0.0,
+    )
+
+
+def test_a_writer_that_falls_behind_drops_records_and_counts_them(tmp_path: Path) -> None:
+    folder = tmp_path / "log"
+    folder.mkdir()
+    os.mkfifo(folder / "payload-1.jsonl")  # the writer blocks opening it until a reader comes
+    metrics = Metrics()
+    settings = EvaluationSettings(payload_log_dir=str(folder), payload_log_rate=1.0, queue_size=1)
+    log = PayloadLog(settings, metrics)
+    log.answered(_event(0))
+    deadline = time.monotonic() + 60
+    while not log._queue.empty() and time.monotonic() < deadline:  # the writer took it and
+        time.sleep(0.01)  # is now stuck opening the FIFO
+    log.answered(_event(1))  # waits in the queue
+    log.answered(_event(2))  # no room: dropped, counted, not waited for
+    log.answered(_event(3))
+    dropped = metrics.registry.get_sample_value(
+        "primer_payload_log_dropped_total", {"model": "m", "reason": "queue_full"}
+    )
+    assert dropped == 2
+    with open(folder / "payload-1.jsonl", "rb") as reader:  # unblock the writer
+        first = reader.readline()
+        log.flush()
+    assert orjson.loads(first)["request_id"] == "q0"
+    log.close()
