@@ -103,7 +103,8 @@ class EvaluationSettings(BaseModel):
     feedback_window_s: float = Field(3600.0, gt=0)
     """How long after its answer a request still takes feedback (410 after)."""
     feedback_capacity: int = Field(100_000, ge=1)
-    """Most recent request ids remembered for feedback (oldest forgotten first)."""
+    """Predicted rows remembered for feedback, over the most recent requests (the oldest
+    requests are forgotten first; feedback on them gets 410)."""
     accuracy_window: int = Field(10_000, ge=1)
     """Labelled rows the live accuracy is computed over (a sliding window per version)."""
 

@@ -86,6 +86,7 @@ class Feedback:
         self._metrics = metrics
         self._clock = clock
         self._served: OrderedDict[str, Served] = OrderedDict()
+        self._rows = 0  # predicted rows remembered, bounded by feedback_capacity
         self._forgotten: OrderedDict[str, None] = OrderedDict()
         self._windows: dict[tuple[str, int], _Window] = {}
 
@@ -94,12 +95,16 @@ class Feedback:
         predicted = predicted_classes(event.outputs)
         if predicted is None or not event.request_id:
             return
+        previous = self._served.pop(event.request_id, None)
+        if previous is not None:
+            self._rows -= len(previous.predicted)
         self._served[event.request_id] = Served(
-            event.model, event.version, predicted, self._clock()
+            event.model, event.version, predicted.astype(np.int32), self._clock()
         )
-        self._served.move_to_end(event.request_id)
-        while len(self._served) > self._settings.feedback_capacity:
-            old, _ = self._served.popitem(last=False)
+        self._rows += len(predicted)
+        while self._rows > self._settings.feedback_capacity and len(self._served) > 1:
+            old, forgotten = self._served.popitem(last=False)
+            self._rows -= len(forgotten.predicted)
             self._forget(old)
 
     def _forget(self, request_id: str) -> None:
@@ -133,13 +138,14 @@ class Feedback:
             if request_id in self._forgotten:
                 raise FeedbackExpiredError(
                     f"request {request_id!r} is older than the feedback window "
-                    f"({self._settings.feedback_capacity} requests)"
+                    f"(the last {self._settings.feedback_capacity} predicted rows)"
                 )
             raise UnknownRequestIdError(
                 f"model {model!r} answered no request with id {request_id!r}"
             )
         if self._clock() - served.at > self._settings.feedback_window_s:
             del self._served[request_id]
+            self._rows -= len(served.predicted)
             self._forget(request_id)
             raise FeedbackExpiredError(
                 f"request {request_id!r} was answered more than "

@@ -12,6 +12,12 @@ import pytest
 import tensorflow as tf
 
 from contract.model_card import read_model_card
+from service.config import EvaluationSettings
+from service.errors import FeedbackExpiredError
+from service.evaluation.feedback import Feedback
+from service.inference.events import Answered
+from service.inference.request import InferenceRequest, Timing
+from service.metrics import Metrics
 from tests.conftest import MNIST_NPZ, SHIPPED_MODELS, ServerThread, make_settings
 
 BATCH = 500
@@ -160,3 +166,23 @@ def test_feedback_past_the_window_is_expired(fixture_repository: Path) -> None:
             )
     finally:
         thread.stop()
+
+
+def test_feedback_after_the_time_window_is_expired() -> None:
+    now = [100.0]
+    metrics = Metrics()
+    feedback = Feedback(EvaluationSettings(feedback_window_s=60), metrics, clock=lambda: now[0])
+    scores = np.eye(3, dtype=np.float32)[[2]]
+    feedback.answered(
+        Answered("late", "unit", "m", 1, "serving_default", InferenceRequest("m", {}), {},
+                 {"p": scores}, Timing(), 0.0)
+    )  # fmt: skip
+    now[0] += 61
+    with pytest.raises(FeedbackExpiredError, match="more than 60 s ago"):
+        feedback.label("m", "late", ["c"], ["a", "b", "c"])
+    with pytest.raises(FeedbackExpiredError):  # and it stays expired, not unknown
+        feedback.label("m", "late", ["c"], ["a", "b", "c"])
+    rejected = metrics.registry.get_sample_value(
+        "primer_feedback_rejected_total", {"model": "m", "reason": "expired"}
+    )
+    assert rejected == 2
