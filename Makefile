@@ -78,6 +78,13 @@ deps-system:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	    prometheus wrk nghttp2-client; \
 	fi
+	@# chromium + its driver for the console's browser test (tests/service/protocols/test_console.py)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    chromium chromium-driver; \
+	fi
 
 LOADTEST_HOST ?= http://127.0.0.1:8501
 LOADTEST_USERS ?= 32

@@ -15,12 +15,17 @@ import tensorflow as tf
 import uvicorn
 
 from service.config import Settings
+from service.evaluation.drift import DriftMonitor
+from service.evaluation.feedback import Feedback
+from service.evaluation.payload_log import PayloadLog
 from service.inference.core import InferenceCore
 from service.inference.shadow import ShadowMirror
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
+from service.protocols.console import ConsoleRest
 from service.protocols.experiments import ExperimentsRest
+from service.protocols.feedback import FeedbackRest
 from service.protocols.kserve_v2.grpc import grpc_services as v2_grpc_services
 from service.protocols.kserve_v2.rest import V2Rest
 from service.protocols.ops import OpsRest
@@ -67,6 +72,17 @@ class Server:
         self.shadow = ShadowMirror(self.core, settings, self.metrics)
         self.core.add_listener(self.shadow)
         self.ops = OpsRest(self.core, self.metrics)
+        self.feedback = Feedback(settings.evaluation, self.metrics)
+        self.core.add_listener(self.feedback)
+        self.drift = DriftMonitor(settings.evaluation, self.metrics, settings.model_base_path)
+        self.core.add_listener(self.drift)
+        self.payload_log = (
+            None
+            if settings.evaluation.payload_log_dir is None
+            else PayloadLog(settings.evaluation, self.metrics)
+        )
+        if self.payload_log is not None:
+            self.core.add_listener(self.payload_log)
         self.reloader = (
             None
             if settings_loader is None
@@ -75,11 +91,13 @@ class Server:
         token = settings.auth_token
         self.rest_app = build_rest_app(
             [
+                *FeedbackRest(self.core, self.feedback).routes(),
                 *TFServingRest(self.core, settings).routes(),
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
                 *(ExperimentsRest(self.core).routes() if settings.rollout_control else []),
                 openapi_route(),
+                *ConsoleRest(self.core, self.feedback, self.metrics).routes(),
             ],
             auth_token=token and token.get_secret_value(),
             open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth else {"/metrics"}),
@@ -153,6 +171,8 @@ class Server:
             await self.reloader.stop()
         await self.shadow.close()
         await self.manager.close()
+        if self.payload_log is not None:
+            self.payload_log.close()
         for executor in (self._run_executor, self._load_executor, self._preprocess_executor):
             executor.shutdown(wait=False, cancel_futures=True)
         self.stopped.set()

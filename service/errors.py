@@ -134,6 +134,30 @@ class InternalError(ServingError):
     """Anything unexpected; the adapter logs it with the request id."""
 
 
+class UnknownRequestIdError(ServingError):
+    """Feedback names a request id the server never answered (or no longer remembers)."""
+
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    reason = "unknown_request"
+
+
+class FeedbackExpiredError(ServingError):
+    """Feedback came after the feedback window of the request it names."""
+
+    http_status = 410
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "expired"
+
+
+class DuplicateFeedbackError(ServingError):
+    """Feedback names a request that already has its label."""
+
+    http_status = 409
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "duplicate"
+
+
 ERROR_TABLE: tuple[type[ServingError], ...] = (
     ModelNotFoundError,
     ModelUnavailableError,
@@ -147,6 +171,9 @@ ERROR_TABLE: tuple[type[ServingError], ...] = (
     HeaderTooLargeError,
     ConnectionLimitError,
     InternalError,
+    UnknownRequestIdError,
+    FeedbackExpiredError,
+    DuplicateFeedbackError,
 )
 
 

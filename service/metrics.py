@@ -13,7 +13,6 @@ once per executed batch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,12 +22,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from service.errors import DeadlineExceededError, PayloadTooLargeError, QueueFullError
+from service.gpu_metrics import GpuMemoryCollector
 
 PREFIX = "primer"
 LATENCY_BUCKETS = (
@@ -56,31 +55,6 @@ MODEL_STATES = ("LOADING", "AVAILABLE", "FAILED", "UNLOADING")
 REJECT_REASONS = (QueueFullError.reason, DeadlineExceededError.reason, PayloadTooLargeError.reason)
 """Values of the ``reason`` label of ``primer_rejected_requests_total`` (exported from 0)."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class GpuMemoryCollector:
-    """GPU memory in use per device, read from TensorFlow when it sees a GPU."""
-
-    def __init__(self, tf_module: object | None = None) -> None:
-        self._tf = tf_module
-
-    def collect(self) -> list[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            f"{PREFIX}_gpu_memory_used_bytes",
-            "GPU memory TensorFlow has in use, per device.",
-            labels=["device"],
-        )
-        tf: Any = self._tf
-        if tf is None:
-            return [family]
-        for index, _ in enumerate(tf.config.list_physical_devices("GPU")):
-            device = f"GPU:{index}"
-            try:
-                info = tf.config.experimental.get_memory_info(device)
-            except (ValueError, RuntimeError):  # device not initialised (yet): no sample
-                continue
-            family.add_metric([device], float(info.get("current", 0)))
-        return [family]
 
 
 class Metrics:
@@ -274,6 +248,61 @@ class Metrics:
             f"{PREFIX}_open_connections",
             "Connections held open, by protocol.",
             ["protocol"],
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            f"{PREFIX}_live_accuracy",
+            "Share of labelled rows predicted right, over the last accuracy_window labels.",
+            model,
+            registry=r,
+        )
+        self.live_accuracy_threshold = Gauge(
+            f"{PREFIX}_live_accuracy_threshold",
+            "model.json's test accuracy minus accuracy_alert_margin: the alert's floor.",
+            model,
+            registry=r,
+        )
+        self.feedback_labelled = Counter(
+            f"{PREFIX}_feedback_labelled", "Rows given a ground-truth label.", model, registry=r
+        )
+        self.feedback_correct = Counter(
+            f"{PREFIX}_feedback_correct",
+            "Labelled rows the served answer got right.",
+            model,
+            registry=r,
+        )
+        self.feedback_rejected = Counter(
+            f"{PREFIX}_feedback_rejected",
+            "Feedback refused: unknown_request, expired, duplicate, invalid_input.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.payload_log_records = Counter(
+            f"{PREFIX}_payload_log_records", "Payload-log records written.", ["model"], registry=r
+        )
+        self.payload_log_dropped = Counter(
+            f"{PREFIX}_payload_log_dropped",
+            "Payload-log records dropped: queue_full (the writer is behind) or disk_error.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.drift_psi = Gauge(
+            f"{PREFIX}_drift_psi",
+            "Population stability index of a live window against the version's reference "
+            "profile, by feature: pixels, classes, confidence.",
+            [*model, "feature"],
+            registry=r,
+        )
+        self.ood_score = Histogram(
+            f"{PREFIX}_ood_score",
+            "Out-of-distribution score per answered row: 1 - the maximum softmax probability.",
+            model,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+            registry=r,
+        )
+        self.payload_log_disk_errors = Counter(
+            f"{PREFIX}_payload_log_disk_errors",
+            "Payload-log writes that failed (disk full, folder unwritable).",
             registry=r,
         )
 

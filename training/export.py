@@ -43,6 +43,7 @@ from contract.layout import (
     WARMUP_PATH,
 )
 from contract.model_card import ImageContract, ModelCard, TensorInfo, write_model_card
+from contract.reference_profile import build_profile, write_profile
 from training.repository import (
     ExportError,
     check_model_name,
@@ -154,6 +155,7 @@ def export_model(
     warmup_batch: np.ndarray | None = None,
     version: int | None = None,
     assets: Mapping[str, bytes] | None = None,
+    reference_inputs: np.ndarray | None = None,
 ) -> Path:
     """Export ``model`` as ``<model_dir>/<name>/<version>/``, atomically.
 
@@ -168,6 +170,8 @@ def export_model(
         warmup_batch: model-layout inputs for the warm-up request (default one zero row).
         version: pin the version number; None takes the next one.
         assets: extra files for ``assets.extra/`` (name → bytes).
+        reference_inputs: model-layout training inputs; with an image contract, their
+            reference profile (``contract.reference_profile``) is written for drift detection.
 
     Returns:
         The published version folder.
@@ -213,6 +217,11 @@ def export_model(
         (staging / LABELS_PATH).write_text("".join(f"{label}\n" for label in labels), "utf-8")
         for file_name, data in (assets or {}).items():
             (extra / file_name).write_bytes(data)
+        if reference_inputs is not None and image is not None:
+            probabilities = model.predict(reference_inputs, batch_size=256, verbose=0)
+            write_profile(
+                staging, build_profile(reference_inputs, probabilities, image.normalization)
+            )
         staging.chmod(0o755)  # mkdtemp made it owner-only; servers may run as another user
         _fsync_tree(staging)
         return _publish(staging, base, version)

@@ -365,6 +365,7 @@ def train_and_export(args: argparse.Namespace, plan: Plan | None = None) -> Outc
             provenance=provenance,
             version=args.version,
             warmup_batch=model_input(dataset.x_test[:4], contract, input_shape),
+            reference_inputs=model_input(x_fit[:10_000], contract, input_shape),
             assets={
                 "history.json": result.to_json(),
                 "training_curves.png": plot_history(result, f"{plan.name} on {dataset.name}"),

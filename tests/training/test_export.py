@@ -24,6 +24,7 @@ from contract.layout import (
     WARMUP_PATH,
 )
 from contract.model_card import read_model_card
+from contract.reference_profile import read_profile
 from tests.training.conftest import REPO_ROOT, TrainedMnist
 from training import export
 from training.data.inputs import image_contract
@@ -201,3 +202,12 @@ def test_warmup_batch_must_fit_the_model(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="warm-up batch has shape"):
         _tiny_export(tmp_path, warmup_batch=np.zeros((2, 5, 5), np.float32))
     assert not (tmp_path / "tiny").exists() or list_versions(tmp_path / "tiny") == []
+
+
+def test_reference_inputs_write_the_drift_profile(tmp_path: Path) -> None:
+    inputs = np.random.default_rng(0).random((20, 4, 4)).astype(np.float32)
+    version_dir = _tiny_export(tmp_path, reference_inputs=inputs)
+    profile = read_profile(version_dir)
+    assert profile is not None and len(profile.classes) == 3
+    assert sum(profile.pixels) == pytest.approx(1.0)
+    assert read_profile(_tiny_export(tmp_path)) is None  # none asked, none written

@@ -33,6 +33,20 @@ EXPERIMENT_SERIES = frozenset(
     }
 )
 """Declared always, with samples only for models with a split, a shadow or a rollout."""
+EVALUATION_SERIES = frozenset(
+    {
+        "primer_live_accuracy",
+        "primer_live_accuracy_threshold",
+        "primer_feedback_labelled_total",
+        "primer_drift_psi",
+        "primer_ood_score_count",
+        "primer_ood_score_bucket",
+        "primer_payload_log_records_total",
+        "primer_payload_log_dropped_total",
+    }
+)
+"""Declared always, with samples once feedback, a reference profile or the payload log
+gives them some (tests/service/evaluation shows each)."""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

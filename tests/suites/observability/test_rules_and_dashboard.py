@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterable
 
@@ -14,6 +15,7 @@ from tests.suites.observability.helpers import (
     DASHBOARD,
     DEPLOY,
     DEVICE_SERIES,
+    EVALUATION_SERIES,
     EXPERIMENT_SERIES,
     PROMETHEUS_DIR,
     SYNTHETIC_SERIES,
@@ -34,6 +36,10 @@ ALERTS = {
     "PrimerModelVersionFailed",
     "PrimerModelUnavailable",
     "PrimerTargetDown",
+    "PrimerLiveAccuracyLow",
+    "PrimerInputDrift",
+    "PrimerOutOfDistributionTraffic",
+    "PrimerPayloadLogFailing",
 }
 
 
@@ -106,10 +112,17 @@ def test_metric_name_extraction(expr: str, names: set[str]) -> None:
 def test_every_queried_metric_is_exported(rest: httpx.Client, traffic_model: str) -> None:
     rest.post(f"/v1/models/{traffic_model}:predict", json=instances_for(rest, traffic_model))
     text, samples = scrape(rest)
+    declared = declared_families(text)
+    evaluation = {
+        name
+        for name in EVALUATION_SERIES
+        if {name, re.sub(r"_(total|count|bucket)$", "", name)} & declared
+    }
     exported = (
         series_names(samples)
         | SYNTHETIC_SERIES
-        | ((DEVICE_SERIES | EXPERIMENT_SERIES) & declared_families(text))
+        | ((DEVICE_SERIES | EXPERIMENT_SERIES) & declared)
+        | evaluation
     )
     missing = {}
     for where, expr in all_queries():
