@@ -91,6 +91,22 @@ def make_settings(base: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def reloadable_server(models: Path, config: Path) -> ServerThread:
+    """A test server over ``models`` whose settings file ``config`` it reloads on demand."""
+    overrides = {
+        "model_base_path": str(models),
+        "host": "127.0.0.1",
+        "rest_port": 0,
+        "grpc_port": 0,
+        "poll_interval_s": 0,
+    }
+
+    def load() -> Settings:
+        return Settings.load(config, **overrides)
+
+    return ServerThread(load(), load).start()
+
+
 @pytest.fixture(scope="session")
 def fixture_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny fixture models, plus the shipped mnist_dnn when it exists."""

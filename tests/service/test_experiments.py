@@ -18,7 +18,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from service.config import Settings
 from service.inference.request import InferenceRequest
 from tests import fixtures
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, reloadable_server
 
 SPLIT = """
 models:
@@ -37,18 +37,7 @@ def split(tmp_path_factory: pytest.TempPathFactory):
     fixtures.two_versions(base / "models" / "half_plus_two")
     config = base / "primer.yaml"
     config.write_text(SPLIT)
-    overrides = {
-        "model_base_path": str(base / "models"),
-        "host": "127.0.0.1",
-        "rest_port": 0,
-        "grpc_port": 0,
-        "poll_interval_s": 0,
-    }
-
-    def load() -> Settings:
-        return Settings.load(config, **overrides)
-
-    thread = ServerThread(load(), load).start()
+    thread = reloadable_server(base / "models", config)
     yield thread, config
     thread.stop()
 

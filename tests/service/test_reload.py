@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.config import Settings
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, reloadable_server
 from tests.fixtures import half_plus_two
 
 GOOD = """
@@ -36,18 +35,7 @@ def reloading(tmp_path: Path):
     half_plus_two(tmp_path / "models" / "half_plus_two" / "2", offset=2.0)
     config = tmp_path / "primer.yaml"
     config.write_text(GOOD % 1)
-    overrides = {
-        "model_base_path": str(tmp_path / "models"),
-        "host": "127.0.0.1",
-        "rest_port": 0,
-        "grpc_port": 0,
-        "poll_interval_s": 0,
-    }
-
-    def load() -> Settings:
-        return Settings.load(config, **overrides)
-
-    thread = ServerThread(load(), load).start()
+    thread = reloadable_server(tmp_path / "models", config)
     with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
         yield thread, client, config
     thread.stop()

@@ -15,7 +15,7 @@ import pytest
 from service.config import Settings
 from service.inference.request import InferenceRequest
 from tests import fixtures
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, reloadable_server
 
 CONFIG = """
 models:
@@ -36,18 +36,7 @@ def rolling(tmp_path_factory: pytest.TempPathFactory):
     fixtures.rollout_candidates(base / "models" / "half_plus_two")
     config = base / "primer.yaml"
     config.write_text(CONFIG % 2)
-    overrides = {
-        "model_base_path": str(base / "models"),
-        "host": "127.0.0.1",
-        "rest_port": 0,
-        "grpc_port": 0,
-        "poll_interval_s": 0,
-    }
-
-    def load() -> Settings:
-        return Settings.load(config, **overrides)
-
-    thread = ServerThread(load(), load).start()
+    thread = reloadable_server(base / "models", config)
     yield thread, config
     thread.stop()
 

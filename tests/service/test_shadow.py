@@ -11,7 +11,7 @@ import pytest
 
 from service.config import Settings
 from tests import fixtures
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, reloadable_server
 
 CONFIG = """
 models:
@@ -29,18 +29,7 @@ def shadowed(tmp_path_factory: pytest.TempPathFactory):
     fixtures.shadowed(base / "models" / "half_plus_two")
     config = base / "primer.yaml"
     config.write_text(CONFIG % "")
-    overrides = {
-        "model_base_path": str(base / "models"),
-        "host": "127.0.0.1",
-        "rest_port": 0,
-        "grpc_port": 0,
-        "poll_interval_s": 0,
-    }
-
-    def load() -> Settings:
-        return Settings.load(config, **overrides)
-
-    thread = ServerThread(load(), load).start()
+    thread = reloadable_server(base / "models", config)
     with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
         yield thread, client, config
     thread.stop()
