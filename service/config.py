@@ -192,9 +192,10 @@ class EvaluationSettings(BaseModel):
     """Records waiting for the writer; beyond it records are dropped and counted."""
     feedback_window_s: float = Field(3600.0, gt=0)
     """How long after its answer a request still takes feedback (410 after)."""
-    feedback_capacity: int = Field(100_000, ge=1)
+    feedback_capacity: int = Field(10_000, ge=1)
     """Predicted rows remembered for feedback, over the most recent requests (the oldest
-    requests are forgotten first; feedback on them gets 410)."""
+    requests are forgotten first; feedback on them gets 410). Each costs about 0.5 KiB:
+    the default holds the store to a few MiB, which the sustained-load RSS test checks."""
     accuracy_window: int = Field(10_000, ge=1)
     """Labelled rows the live accuracy is computed over (a sliding window per version)."""
 
