@@ -52,7 +52,8 @@ def test_five_times_capacity_is_shed_fast_and_admitted_latency_holds(
     capacity_rate = capacity["ok"] / capacity["seconds"]
     offered = overload["ok"] + overload["refused"]
     assert overload["refused"] > 0.6 * offered, overload  # about 4/5 are excess
-    assert overload["refused_p99_ms"] < 10, overload
+    # shed fast: a refusal is answered at least 10x sooner than an admitted request
+    assert overload["refused_p99_ms"] < 0.1 * capacity["ok_p99_ms"], (overload, capacity)
     assert overload["ok_p99_ms"] < 2 * capacity["ok_p99_ms"], (overload, capacity)
     assert overload["ok"] / overload["seconds"] > 0.7 * capacity_rate, overload
     assert recovery["ok"] / recovery["seconds"] > 0.8 * capacity_rate, (recovery, capacity)
