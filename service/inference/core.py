@@ -189,6 +189,15 @@ class InferenceCore:
         preprocess_s = time.monotonic() - started
         metrics.preprocess_duration.observe(preprocess_s)
         outputs, stats = await served.batcher.submit(signature.name, inputs, rows, deadline)
+        lenient = {
+            validate.missing_unit_dims(signature.inputs[name], value)
+            for name, value in validate.named_inputs(
+                served.model, signature, request.inputs
+            ).items()
+            if not validate.is_bytes_array(value) or signature.inputs[name].is_string
+        }
+        if len(lenient) == 1 and (missing := lenient.pop()):  # TF Serving's unit-dim leniency
+            outputs = validate.drop_unit_dims(outputs, missing)
         metrics.queue_duration.observe(stats.queue_s)
         metrics.inference_duration.observe(stats.inference_s)
         if outputs_wanted is not None:

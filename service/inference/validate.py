@@ -104,6 +104,32 @@ def image_batch(spec: TensorSpec, value: np.ndarray, max_rows: int) -> np.ndarra
     return images
 
 
+def missing_unit_dims(spec: TensorSpec, value: np.ndarray) -> int:
+    """How many trailing size-1 dimensions ``value`` lacks against ``spec`` (0: none).
+
+    TF Serving feeds a JSON tensor to its session without a shape check, so its quickstart's
+    ``{"instances": [1.0, 2.0, 5.0]}`` reaches ``x: [-1, 1]`` as shape ``[3]`` and the graph
+    broadcasts. This names the same leniency: a batch given without the signature's trailing
+    size-1 dimensions.
+    """
+    expected = spec.shape
+    if expected is None or value.ndim == 0 or value.ndim >= len(expected):
+        return 0
+    if any(want != 1 for want in expected[value.ndim :]):
+        return 0
+    return len(expected) - value.ndim
+
+
+def drop_unit_dims(outputs: Arrays, count: int) -> Arrays:
+    """Outputs without the ``count`` trailing size-1 dimensions the lenient inputs gained."""
+    return {
+        name: value.reshape(value.shape[:-count])
+        if value.ndim > count and all(size == 1 for size in value.shape[-count:])
+        else value
+        for name, value in outputs.items()
+    }
+
+
 def conform(
     model: str, spec: TensorSpec, value: np.ndarray, finite_only: bool = False
 ) -> np.ndarray:
@@ -143,6 +169,9 @@ def conform(
                 f"{spec.dtype_name} range); image models expect finite pixel values"
             )
     expected = spec.shape
+    missing = missing_unit_dims(spec, value)
+    if missing:
+        value = value.reshape(value.shape + (1,) * missing)
     if expected is not None and not (
         value.ndim == len(expected)
         and all(
