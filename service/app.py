@@ -103,7 +103,7 @@ class Server:
             open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth else {"/metrics"}),
         )
         grpc_services = [
-            *tfserving_grpc_services(self.core),
+            *tfserving_grpc_services(self.core, settings.enable_serialization_as_tensor_content),
             *v2_grpc_services(self.core, settings, self.metrics, self.ops.is_ready),
         ]
         self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready)

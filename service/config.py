@@ -330,6 +330,9 @@ class Settings(BaseSettings):
     """PEM private key of ``tls_cert_file``."""
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     """Payload log and feedback (``docs/evaluation.md``)."""
+    enable_serialization_as_tensor_content: bool = False
+    """TF Serving gRPC Predict answers with raw ``tensor_content`` bytes instead of the typed
+    repeated fields (``float_val``...), as TF Serving's flag of the same name (read at start)."""
 
     @field_validator("model_base_path")
     @classmethod

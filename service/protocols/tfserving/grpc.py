@@ -59,13 +59,21 @@ def _version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
 
 
 def _encode_predict(result: InferenceResult) -> predict_pb2.PredictResponse:
+    return _predict_response(result, tensor_content=False)
+
+
+def _encode_predict_as_content(result: InferenceResult) -> predict_pb2.PredictResponse:
+    return _predict_response(result, tensor_content=True)
+
+
+def _predict_response(result: InferenceResult, tensor_content: bool) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse()
     spec = response.model_spec
     spec.name = result.model
     spec.signature_name = result.signature
     spec.version.value = result.version
     for name, array in result.outputs.items():
-        fill_tensor_proto(response.outputs[name], array)
+        fill_tensor_proto(response.outputs[name], array, tensor_content)
     return response
 
 
@@ -94,8 +102,9 @@ def _example_images(request: classification_pb2.ClassificationRequest) -> list[b
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``tensorflow.serving.PredictionService`` over the inference core."""
 
-    def __init__(self, core: InferenceCore) -> None:
+    def __init__(self, core: InferenceCore, tensor_content: bool = False) -> None:
         self._core = core
+        self._encode = _encode_predict_as_content if tensor_content else _encode_predict
 
     @serving_errors
     async def Predict(
@@ -118,7 +127,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 protocol=PROTOCOL,
                 metadata=call_metadata(context),
             )
-            response, timing = await scope.infer(core_request, _encode_predict)
+            response, timing = await scope.infer(core_request, self._encode)
         send_timing(context, timing)
         return response
 
@@ -183,12 +192,17 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return model_status_proto(self._core, spec.name, *_version_choice(spec))
 
 
-def grpc_services(core: InferenceCore) -> list[GrpcService]:
-    """TF Serving's two gRPC services over the core."""
+def grpc_services(core: InferenceCore, tensor_content: bool = False) -> list[GrpcService]:
+    """TF Serving's two gRPC services over the core.
+
+    Args:
+        core: the inference core.
+        tensor_content: Predict outputs in ``tensor_content`` rather than typed fields.
+    """
     return [
         GrpcService(
             prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
-            PredictionServicer(core),
+            PredictionServicer(core, tensor_content),
             PREDICTION_SERVICE,
             prediction_service_pb2.DESCRIPTOR,
         ),

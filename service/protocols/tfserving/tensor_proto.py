@@ -2,7 +2,9 @@
 
 Requests may use ``tensor_content`` (read with ``np.frombuffer``, no copy) or the typed
 repeated fields (``float_val``, ``int_val``, ``string_val``...); a typed field with a single
-value fills the whole shape, as TensorFlow does. Responses use ``tensor_content``.
+value fills the whole shape, as TensorFlow does. Responses use the typed fields, as TF
+Serving does by default, or ``tensor_content`` when asked (its
+``--enable_serialization_as_tensor_content``).
 Malformed tensors raise ``InvalidInputError`` (or ``PayloadTooLargeError`` past a limit).
 """
 
@@ -96,15 +98,26 @@ def tensor_proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarra
     return reshape(array, dims, name)
 
 
-def array_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """An output ndarray → ``TensorProto`` with ``tensor_content`` (``string_val`` for bytes)."""
+def array_to_tensor_proto(
+    array: np.ndarray, tensor_content: bool = False
+) -> tensor_pb2.TensorProto:
+    """An output ndarray → ``TensorProto`` (typed fields, or ``tensor_content`` when asked)."""
     proto = tensor_pb2.TensorProto()
-    fill_tensor_proto(proto, array)
+    fill_tensor_proto(proto, array, tensor_content)
     return proto
 
 
-def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
-    """Write ``array`` into an empty ``proto`` in place (no sub-message copies)."""
+def fill_tensor_proto(
+    proto: tensor_pb2.TensorProto, array: np.ndarray, tensor_content: bool = False
+) -> None:
+    """Write ``array`` into an empty ``proto`` in place (no sub-message copies).
+
+    Args:
+        proto: an empty ``TensorProto``.
+        array: the output.
+        tensor_content: numbers as raw bytes in ``tensor_content`` rather than in the typed
+            repeated field (``float_val``...); strings always go in ``string_val``.
+    """
     if array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(
@@ -115,8 +128,21 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
         if enum is None:
             raise InvalidInputError(f"output dtype {array.dtype} has no TensorFlow equivalent")
         proto.dtype = enum
-        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+        if tensor_content:
+            proto.tensor_content = np.ascontiguousarray(array).tobytes()
+        else:
+            _fill_typed(proto, enum, array)
     proto.tensor_shape.SetInParent()  # present even for a scalar, as TensorFlow writes it
     dims = proto.tensor_shape.dim
     for size in array.shape:
         dims.add().size = size
+
+
+def _fill_typed(proto: tensor_pb2.TensorProto, enum: int, array: np.ndarray) -> None:
+    field = _DTYPES[enum][1]
+    flat = array.reshape(-1)
+    if field == "half_val":
+        flat = flat.view(np.uint16)
+    elif field == "int_val" and flat.dtype != np.int32:
+        flat = flat.astype(np.int32)
+    getattr(proto, field).extend(flat.tolist())

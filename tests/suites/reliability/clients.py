@@ -87,7 +87,7 @@ def predict_request(
 
 def _probabilities(response: predict_pb2.PredictResponse) -> list[float]:
     proto = response.outputs["probabilities"]
-    return np.frombuffer(proto.tensor_content, np.float32).tolist()
+    return list(proto.float_val)
 
 
 def send_image(transport: str, data: bytes, http: httpx.Client, tfs: Any, v2: Any) -> Outcome:

@@ -101,9 +101,7 @@ class Load:
 
             def check() -> str:
                 response = stub.Predict(request, timeout=30)
-                scores = np.frombuffer(
-                    next(iter(response.outputs.values())).tensor_content, np.float32
-                )
+                scores = np.array(next(iter(response.outputs.values())).float_val, np.float32)
                 assert scores.shape == (10,)
                 return str(response.model_spec.version.value)
 

@@ -98,7 +98,7 @@ def grpc_client(
                 if sigterm or exc.code() is not grpc.StatusCode.UNAVAILABLE:
                     return
                 continue
-            y = np.frombuffer(response.outputs["y"].tensor_content, np.float32)
+            y = np.array(response.outputs["y"].float_val, np.float32)
             with tally.lock:
                 if y.tolist() == [value * 0.5 + 2] * 3:
                     tally.ok_ids.add(uuid.uuid4().hex)

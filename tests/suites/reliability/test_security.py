@@ -217,7 +217,7 @@ def test_grpc_refuses_without_the_token(metadata: list[tuple[str, str]], secure_
 
 def test_grpc_serves_with_the_token(secure_channel) -> None:
     response = predict(secure_channel, [("authorization", f"Bearer {TOKEN}")])
-    values = np.frombuffer(response.outputs["y"].tensor_content, np.float32)
+    values = np.array(response.outputs["y"].float_val, np.float32)
     assert values.tolist() == [2.5, 3.0, 3.5]
 
 

@@ -43,7 +43,8 @@ def test_predict_with_tensor_content(prediction) -> None:
     proto = tf.make_tensor_proto(x)
     assert proto.tensor_content  # the client really sends tensor_content
     response = prediction.Predict(predict_request("half_plus_two", x=proto), timeout=30)
-    assert response.outputs["y"].tensor_content  # and gets tensor_content back
+    assert response.outputs["y"].float_val  # and gets typed fields back, as TF Serving does
+    assert not response.outputs["y"].tensor_content
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), 0.5 * x + 2)
     assert response.model_spec.name == "half_plus_two"
     assert response.model_spec.version.value == 1
@@ -212,8 +213,7 @@ def test_predict_returns_timing_and_request_id_in_trailing_metadata(server) -> N
     parts = sum(float(stages[k]) for k in ("preprocess", "queue", "inference", "postprocess"))
     # each of the five figures is rounded to a microsecond: their sums may differ by 2.5 µs
     assert parts <= float(stages["total"]) + 2.5e-3
-    y = np.frombuffer(response.outputs["y"].tensor_content, dtype=np.float32)
-    assert y.tolist() == [2.5, 2.5, 2.5]
+    assert list(response.outputs["y"].float_val) == [2.5, 2.5, 2.5]
 
 
 @pytest.mark.parametrize(
