@@ -276,7 +276,9 @@ class ModelManager:
         records = self._records.get(model)
         if records is None:
             raise ModelNotFoundError(
-                f"model {model!r} not found; available models: {self.model_names()}"
+                # Triton's wording, which its example clients match on
+                f"Request for unknown model: {model!r} is not found; available models: "
+                f"{self.model_names()}"
             )
         return sorted(records.values(), key=lambda record: -record.version)
 

@@ -40,6 +40,15 @@ def test_model_ready(client) -> None:
     assert info.value.status() == "StatusCode.NOT_FOUND"
 
 
+def test_unknown_model_uses_tritons_wording(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.get_model_metadata("no_such_model")
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    message = info.value.message()
+    assert message.startswith("Request for unknown model"), message
+    assert "half_plus_two" in message  # still says what is available
+
+
 def test_model_metadata(client) -> None:
     metadata = client.get_model_metadata("two_io", as_json=True)
     assert metadata["name"] == "two_io"

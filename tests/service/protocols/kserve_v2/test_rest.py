@@ -39,6 +39,10 @@ def test_model_ready(client, rest: httpx.Client) -> None:
     assert not client.is_model_ready("half_plus_two", "3")
     assert not client.is_model_ready("no_such_model")
     assert rest.get("/v2/models/no_such_model/ready").status_code == 404
+    unknown = rest.get("/v2/models/no_such_model")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"].startswith("Request for unknown model")
+    assert "half_plus_two" in unknown.json()["error"]
 
 
 def test_model_metadata_and_config(client) -> None:
