@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-slow lint bench bench-peers bench-memory train-mnist clean
+.PHONY: install serve test test-slow lint bench bench-peers bench-memory bench-edge train-mnist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP) deps-system
 # RSS while primer-serve swaps versions of a VGG16-sized model (docs/memory.md)
 bench-memory: $(STAMP)
 	$(BIN)/python -m loadtest.memory --load
+
+# A normal client's p99 while 3,000 stalled partial requests hold connections (docs/edge.md)
+bench-edge: $(STAMP)
+	$(BIN)/python -m loadtest.edge_bench
 
 # Triton (through PyTriton, which bundles tritonserver) in a virtualenv of its own: it needs
 # numpy < 2. `make bench` stays free of it.

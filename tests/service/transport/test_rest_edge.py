@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.edge_clients import read_until_closed
 from service.errors import ConnectionLimitError
 from service.transport.connection_cap import RESERVED_DESCRIPTORS, derived_connection_cap
 from service.transport.rest_edge import raw_error_response
@@ -42,20 +43,6 @@ def edge_server(fixture_repository: Path) -> Iterator[ServerThread]:
 def connect(server: ServerThread) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.server.rest_port), timeout=10)
     return sock
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def read_response(sock: socket.socket) -> bytes:

@@ -25,21 +25,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests import fixtures
-from tests.suites.reliability.clients import predict_request, tensor_proto
-from tests.suites.reliability.edge_clients import (
+from loadtest.edge_clients import (
     EMPTY_SETTINGS_FRAME,
     HTTP2_PREFACE,
-    LatencyProbe,
-    open_fds,
+    STALLED_HEAD,
     open_stalled,
     p99,
     raise_fd_limit,
     read_until_closed,
     seconds_until_closed,
     stall_and_time,
-    wait_fds_at_most,
 )
+from tests import fixtures
+from tests.suites.reliability.clients import predict_request, tensor_proto
+from tests.suites.reliability.edge_clients import LatencyProbe, open_fds, wait_fds_at_most
 from tests.suites.reliability.subprocess_server import ServerProcess, serve
 
 HEADER_TIMEOUT_S = 5.0
@@ -48,8 +47,6 @@ GRPC_IDLE_S = 2.0
 GRPC_STREAMS = 4
 HELD_MS = 500
 SLACK_S = 2.0
-STALLED_HEAD = b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n"
-"""A request line and one header, then nothing (a slowloris connection)."""
 
 
 def repository(base: Path) -> Path:
@@ -91,7 +88,7 @@ def slowloris(server: ServerProcess, connections: int) -> None:
     the server's, not this process's threads contending for the GIL. The normal client's
     p99 during the attack, against a baseline taken right before it over as long, is
     printed, not asserted: latency is a benchmark's figure, never a test's (the issue's
-    bound of 2x is measured there)."""
+    bound of 2x is measured by ``make bench-edge``, ``loadtest/edge_bench.py``)."""
     raise_fd_limit(connections + 1024)
     during, baseline = one_slowloris(server, connections)
     ratio = p99(during) / p99(baseline)
