@@ -7,9 +7,14 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, yaml.YAMLError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
         return 2
+    return serve(settings, load if args.config else None)
+
+
+def serve(
+    settings: Settings,
+    settings_loader: Callable[[], Settings] | None = None,
+    **server_options: Any,
+) -> int:
+    """Run the server until SIGTERM or SIGINT; SIGHUP reloads the settings (with a loader).
+
+    ``server_options`` go to ``service.app.Server`` (reload interval, metrics path).
+    """
     if settings.memory_mode == "frugal":  # before TensorFlow loads (docs/memory.md)
         from service import process_defaults
 
@@ -110,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
 
     async def run() -> None:
-        server = Server(settings, load if args.config else None)
+        server = Server(settings, settings_loader, **server_options)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -48,12 +48,24 @@ class Server:
         settings: the server's settings.
         settings_loader: rebuilds the settings from their file, flags and environment; with
             it the server reloads them live (``service.reload``).
+        reload_interval_s: how often the loader runs (default ``poll_interval_s``; 0: only
+            on demand).
+        metrics_path: a second path serving ``/metrics`` (TF Serving's monitoring path).
     """
 
     def __init__(
-        self, settings: Settings, settings_loader: Callable[[], Settings] | None = None
+        self,
+        settings: Settings,
+        settings_loader: Callable[[], Settings] | None = None,
+        *,
+        reload_interval_s: float | None = None,
+        metrics_path: str | None = None,
     ) -> None:
         self.settings = settings
+        self._reload_interval_s = (
+            settings.poll_interval_s if reload_interval_s is None else reload_interval_s
+        )
+        metrics_paths = ("/metrics", *([metrics_path] if metrics_path else []))
         self.metrics = Metrics(tf_module=tf)
         gpus = configure_tensorflow(
             tf,
@@ -71,7 +83,7 @@ class Server:
         self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
         self.shadow = ShadowMirror(self.core, settings, self.metrics)
         self.core.add_listener(self.shadow)
-        self.ops = OpsRest(self.core, self.metrics)
+        self.ops = OpsRest(self.core, self.metrics, metrics_paths)
         self.feedback = Feedback(settings.evaluation, self.metrics)
         self.core.add_listener(self.feedback)
         self.drift = DriftMonitor(settings.evaluation, self.metrics, settings.model_base_path)
@@ -100,7 +112,8 @@ class Server:
                 *ConsoleRest(self.core, self.feedback, self.metrics).routes(),
             ],
             auth_token=token and token.get_secret_value(),
-            open_paths=OPEN_REST_PATHS | (set() if settings.metrics_require_auth else {"/metrics"}),
+            open_paths=OPEN_REST_PATHS
+            | set(() if settings.metrics_require_auth else metrics_paths),
         )
         grpc_services = [
             *tfserving_grpc_services(self.core, settings.enable_serialization_as_tensor_content),
@@ -120,8 +133,8 @@ class Server:
     async def start(self) -> None:
         """Load the models, then open the gRPC and REST ports."""
         await self.manager.start()
-        if self.reloader is not None and self.settings.poll_interval_s > 0:
-            self.reloader.start(self.settings.poll_interval_s)
+        if self.reloader is not None and self._reload_interval_s > 0:
+            self.reloader.start(self._reload_interval_s)
         self.grpc_port = await self.grpc.start()
         config = uvicorn.Config(
             self.rest_app,

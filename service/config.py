@@ -261,6 +261,8 @@ class Settings(BaseSettings):
     memory_footprint_factor: float = Field(1.2, gt=0)
     """A version's estimated memory = its variables' size on disk times this factor (measured:
     1.1 for a SavedModel of this project, docs/memory.md)."""
+    model_paths: dict[str, str] | None = None
+    """Only these models, each from its own folder of versions; None: all in model_base_path."""
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     """Per-model overrides keyed by model name."""
     request_timeout_s: float = Field(30.0, gt=0)

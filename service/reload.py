@@ -27,7 +27,7 @@ from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-RELOADABLE = ("models", "batching", "request_timeout_s", "access_log")
+RELOADABLE = ("models", "model_paths", "batching", "request_timeout_s", "access_log")
 """Settings a reload applies to the running server (batching: to versions loaded after)."""
 Validator = Callable[[Settings], None]
 """Raises ``ValueError`` for settings the running server cannot take."""

@@ -116,7 +116,12 @@ class ModelManager:
             if self._closing:
                 return
             loop = asyncio.get_running_loop()
-            on_disk = await loop.run_in_executor(None, source.scan, self._base)
+            folders = self._settings.model_paths
+            on_disk = await (
+                loop.run_in_executor(None, source.scan, self._base)
+                if folders is None
+                else loop.run_in_executor(None, source.scan_folders, dict(folders))
+            )
             for model in set(on_disk) | set(self._records):
                 self._apply(model, on_disk.get(model, {}))
 

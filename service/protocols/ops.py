@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,18 +14,22 @@ from service.transport.http import json_response
 
 
 class OpsRest:
-    """``/v2/health/live``, ``/v2/health/ready`` (KServe v2 paths) and ``/metrics``."""
+    """``/v2/health/live``, ``/v2/health/ready`` (KServe v2 paths) and ``/metrics`` (and any
+    other metrics path, e.g. TF Serving's ``/monitoring/prometheus/metrics``)."""
 
-    def __init__(self, core: InferenceCore, metrics: Metrics) -> None:
+    def __init__(
+        self, core: InferenceCore, metrics: Metrics, metrics_paths: Sequence[str] = ("/metrics",)
+    ) -> None:
         self._core = core
         self._metrics = metrics
+        self._metrics_paths = tuple(metrics_paths)
         self.draining = False
 
     def routes(self) -> list[Route]:
         return [
             Route("/v2/health/live", self.live, methods=["GET"]),
             Route("/v2/health/ready", self.ready, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
+            *(Route(path, self.metrics, methods=["GET"]) for path in self._metrics_paths),
         ]
 
     async def live(self, request: Request) -> Response:

@@ -1,0 +1,1 @@
+"""``tensorflow_model_server``'s command line, config files and Docker variables (issue #17)."""

@@ -1,0 +1,171 @@
+"""TF Serving's config files, parsed with its own protos and ``text_format``, as settings.
+
+* ``--model_config_file``: ``ModelServerConfig`` (from the ``tensorflow-serving-api`` wheel)
+  → ``model_paths`` (each model from its own folder) and ``models`` (version policy and
+  labels per model).
+* ``--batching_parameters_file``: ``BatchingParameters`` → ``BatchingSettings``.
+* ``--monitoring_config_file``: ``MonitoringConfig`` → the Prometheus path (or None).
+
+The last two messages are not in the wheel; ``protos/tfserving_config.proto`` declares them
+with TF Serving's field names and numbers. A field this server has no equivalent for is an
+error naming it, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from google.protobuf import text_format
+from google.protobuf.message import Message
+from tensorflow_serving.config import model_server_config_pb2
+
+from contract.errors import ContractError
+from contract.layout import check_model_name
+from service.config import STORAGE_SCHEMES, BatchingSettings, ModelSettings
+from service.tfserving_cli.generated import tfserving_config_pb2
+
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+"""TF Serving's ``PrometheusExporter::kPrometheusPath``."""
+M = TypeVar("M", bound=Message)
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be read, does not parse, or asks for the unsupported."""
+
+
+def parse_text_proto(path: str, message: M, what: str) -> M:
+    """``message`` filled from the text proto at ``path``."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigFileError(f"{what} {path} cannot be read: {exc.strerror}") from exc
+    try:
+        return text_format.Parse(text, message)
+    except text_format.ParseError as exc:
+        fields = ", ".join(f.name for f in message.DESCRIPTOR.fields)
+        raise ConfigFileError(
+            f"{what} {path} is not a valid {message.DESCRIPTOR.name} text proto: {exc} "
+            f"(fields read here: {fields})"
+        ) from exc
+
+
+def read_model_config(path: str) -> tuple[dict[str, str], dict[str, ModelSettings]]:
+    """``--model_config_file`` as (model name → folder, model name → policy and labels)."""
+    config = parse_text_proto(
+        path, model_server_config_pb2.ModelServerConfig(), "--model_config_file"
+    )
+    if config.HasField("custom_model_config"):
+        raise ConfigFileError(
+            f"--model_config_file {path}: custom_model_config is not supported; use "
+            "model_config_list"
+        )
+    folders: dict[str, str] = {}
+    models: dict[str, ModelSettings] = {}
+    for model in config.model_config_list.config:
+        where = f"--model_config_file {path}: model {model.name!r}"
+        try:
+            check_model_name(model.name)
+        except ContractError as exc:
+            raise ConfigFileError(f"{where}: {exc}") from exc
+        if model.name in folders:
+            raise ConfigFileError(f"{where} is listed twice")
+        folders[model.name] = model_folder(model.base_path, where)
+        models[model.name] = model_settings(model, where)
+    return folders, models
+
+
+def model_folder(base_path: str, where: str) -> str:
+    """A model's ``base_path``: a local folder or a TensorFlow filesystem, never a URL."""
+    if not base_path:
+        raise ConfigFileError(f"{where} has no base_path")
+    scheme, found, _ = base_path.partition("://")
+    if found and scheme.lower() not in STORAGE_SCHEMES:
+        raise ConfigFileError(
+            f"{where}: base_path {base_path[:80]!r}: models are never loaded from URLs; use "
+            f"a local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
+        )
+    return base_path
+
+
+def model_settings(model: model_server_config_pb2.ModelConfig, where: str) -> ModelSettings:
+    """One ``ModelConfig``'s version policy and labels as this server's model settings."""
+    if model.model_platform not in ("", "tensorflow"):
+        raise ConfigFileError(
+            f"{where}: model_platform {model.model_platform!r} is not supported; this server "
+            "serves 'tensorflow' SavedModels"
+        )
+    if model.model_type == model_server_config_pb2.OTHER:
+        raise ConfigFileError(f"{where}: model_type OTHER is not supported (TENSORFLOW only)")
+    if model.HasField("logging_config"):
+        raise ConfigFileError(
+            f"{where}: logging_config (request logging) is not supported; use the payload "
+            "log settings (evaluation.payload_log_dir) instead"
+        )
+    policy = model.model_version_policy
+    chosen = policy.WhichOneof("policy_choice")
+    fields: dict[str, Any] = {"version_labels": dict(model.version_labels)}
+    if chosen == "all":
+        fields["version_policy"] = "all"
+    elif chosen == "specific":
+        if not policy.specific.versions:
+            raise ConfigFileError(f"{where}: model_version_policy specific lists no versions")
+        fields.update(version_policy="specific", versions=list(policy.specific.versions))
+    else:  # unset or latest: TF Serving's default is the latest one
+        latest = policy.latest.num_versions if chosen == "latest" else 0
+        fields.update(version_policy="latest", latest=max(latest, 1))
+    try:
+        return ModelSettings(**fields)
+    except ValueError as exc:
+        raise ConfigFileError(f"{where}: {exc}") from exc
+
+
+def read_batching_parameters(path: str) -> BatchingSettings:
+    """``--batching_parameters_file`` as batching settings (unset fields: this server's)."""
+    params = parse_text_proto(
+        path, tfserving_config_pb2.BatchingParameters(), "--batching_parameters_file"
+    )
+    if params.pad_variable_length_inputs:
+        raise ConfigFileError(
+            f"--batching_parameters_file {path}: pad_variable_length_inputs is not supported "
+            "(inputs of one batch must have the same shape)"
+        )
+    fields: dict[str, Any] = {}
+    if params.HasField("max_batch_size"):
+        fields["max_batch_size"] = params.max_batch_size.value
+    if params.HasField("batch_timeout_micros"):
+        fields["batch_timeout_ms"] = params.batch_timeout_micros.value / 1000
+    if params.HasField("max_enqueued_batches"):
+        fields["max_enqueued_batches"] = params.max_enqueued_batches.value
+    if params.HasField("num_batch_threads"):
+        fields["max_concurrent_batches"] = params.num_batch_threads.value
+    if params.allowed_batch_sizes:
+        fields["allowed_batch_sizes"] = list(params.allowed_batch_sizes)
+    try:
+        settings = BatchingSettings(enabled=True, **fields)
+    except ValueError as exc:
+        raise ConfigFileError(f"--batching_parameters_file {path}: {exc}") from exc
+    sizes = settings.allowed_batch_sizes
+    if sizes and sizes[-1] != settings.max_batch_size:
+        raise ConfigFileError(
+            f"--batching_parameters_file {path}: the last allowed_batch_sizes entry ({sizes[-1]}) "
+            f"must equal max_batch_size ({settings.max_batch_size})"
+        )
+    return settings
+
+
+def read_monitoring_path(path: str) -> str | None:
+    """``--monitoring_config_file``: the Prometheus path, or None when it is not enabled."""
+    config = parse_text_proto(
+        path, tfserving_config_pb2.MonitoringConfig(), "--monitoring_config_file"
+    )
+    prometheus = config.prometheus_config
+    if not prometheus.enable:
+        return None
+    metrics_path = prometheus.path or DEFAULT_PROMETHEUS_PATH
+    if not metrics_path.startswith("/") or metrics_path.startswith("/v1/"):
+        raise ConfigFileError(
+            f"--monitoring_config_file {path}: prometheus_config path {metrics_path!r} must "
+            "start with '/' and stay outside /v1/"
+        )
+    return metrics_path
