@@ -1,4 +1,7 @@
-# primer-serving: one image runs `primer-serve` over the model repository at /models.
+# primer-serving: one image runs `primer-serve` over the model repository at /models, or, as
+# TF Serving's image does, `tensorflow_model_server` over one model when MODEL_NAME is set:
+#   docker run -e MODEL_NAME=half_plus_two -v "$PWD/half_plus_two:/models/half_plus_two" ...
+# (MODEL_BASE_PATH defaults to /models; TF Serving flags appended to `docker run` win.)
 #
 #   CPU:   docker build -t primer-serving:cpu .
 #   GPU:   docker build --build-arg VARIANT=gpu -t primer-serving:gpu .
@@ -41,7 +44,8 @@ COPY contract ./contract
 COPY service ./service
 COPY training ./training
 RUN pip install --no-deps . \
- && primer-serve --help > /dev/null
+ && primer-serve --help > /dev/null \
+ && tensorflow_model_server --help > /dev/null
 
 # ---- models: the repository, also usable alone as an init-container image ----------------
 FROM busybox:1.36 AS models
@@ -77,7 +81,9 @@ EXPOSE 8500 8501
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PRIMER_REST_PORT', '8501') + '/v2/health/ready', timeout=4)"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["primer-serve"]
+# MODEL_NAME set (or TF Serving flags given): tensorflow_model_server; else primer-serve
+# (service/tfserving_cli/entrypoint.py)
+ENTRYPOINT ["primer-entrypoint"]
 CMD []
 
 # ---- loadtest: the runtime plus Locust, for docker-compose's `load` profile ----------------

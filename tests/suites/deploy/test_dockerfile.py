@@ -19,7 +19,6 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -73,12 +72,16 @@ def test_ports_and_entrypoint(build_args: dict[str, str]) -> None:
     chain = final_chain(build_args)
     exposed = {p for e in Dockerfile.instructions(chain, "EXPOSE") for p in e.args.split()}
     assert exposed == {"8500", "8501"}
-    assert DOCKERFILE.last(chain, "ENTRYPOINT").exec_form() == ["primer-serve"]
+    assert DOCKERFILE.last(chain, "ENTRYPOINT").exec_form() == ["primer-entrypoint"]
 
 
 def test_entrypoint_is_the_packaged_console_script() -> None:
-    (script,) = entry_points(group="console_scripts", name="primer-serve")
-    assert script.value == "service.__main__:main"
+    """Read from this tree's pyproject (the venv's installed metadata may be older)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+, as in the image
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["primer-entrypoint"] == "service.tfserving_cli.entrypoint:main"
+    assert scripts["primer-serve"] == "service.__main__:main"
+    assert scripts["tensorflow_model_server"] == "service.tfserving_cli.main:main"
 
 
 def test_image_environment_is_valid_settings(
@@ -251,3 +254,6 @@ def test_package_builds_from_the_copied_sources_alone(tmp_path: Path) -> None:
     assert "contract/preprocessing.py" in names, "the shared contract is packaged"
     assert "service/transport/openapi.yaml" in names, "the OpenAPI document is packaged"
     assert "primer-serve = service.__main__:main" in scripts
+    assert "primer-entrypoint = service.tfserving_cli.entrypoint:main" in scripts
+    assert "tensorflow_model_server = service.tfserving_cli.main:main" in scripts
+    assert "service/tfserving_cli/generated/tfserving_config_pb2.py" in names

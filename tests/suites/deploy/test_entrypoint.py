@@ -4,6 +4,8 @@ The test reads the Dockerfile's final stage and starts its ENTRYPOINT + CMD as a
 with the environment the image ends with, then changed only where a test machine must
 differ: the virtualenv for /opt/venv, a temporary /models-like folder holding a fixture
 model, free loopback ports instead of 8500/8501 on 0.0.0.0, and a temporary HOME and /tmp.
+The ENTRYPOINT's console script is run as the module pyproject.toml maps it to, with this
+tree on PYTHONPATH (the shared virtualenv's installed scripts may be older than this tree).
 It waits until /v2/health/ready answers 200, runs the Dockerfile's own HEALTHCHECK command
 against the running server (and against a dead port, where it must fail), predicts once,
 asks gRPC health checking on the gRPC port, checks that the metrics the autoscaler relies on
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -75,6 +76,21 @@ def image_environment(tmp_path: Path, models: Path) -> dict[str, str]:
     return env
 
 
+def entrypoint_command(env: dict[str, str]) -> list[str]:
+    """The image's ENTRYPOINT + CMD, its console script run as the module it maps to."""
+    chain = Dockerfile(REPO / "Dockerfile").chain()
+    script, *args = [
+        *Dockerfile.last(chain, "ENTRYPOINT").exec_form(),
+        *(Dockerfile.last(chain, "CMD").exec_form() or []),
+    ]
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+, as in the image
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"][script]
+    module, _, function = target.partition(":")
+    assert function == "main", target
+    env["PYTHONPATH"] = str(REPO)
+    return [sys.executable, "-m", module, *args]
+
+
 def healthcheck_command() -> list[str]:
     healthcheck = Dockerfile.last(Dockerfile(REPO / "Dockerfile").chain(), "HEALTHCHECK")
     _, _, command = healthcheck.args.partition("CMD ")
@@ -102,18 +118,12 @@ def test_image_entrypoint_serves_passes_its_healthcheck_and_drains(tmp_path: Pat
     models = tmp_path / "models"
     half_plus_two(models / "half_plus_two" / "1")
     env = image_environment(tmp_path, models)
-    chain = Dockerfile(REPO / "Dockerfile").chain()
-    argv = [
-        *Dockerfile.last(chain, "ENTRYPOINT").exec_form(),
-        *(Dockerfile.last(chain, "CMD").exec_form() or []),
-    ]
-    executable = shutil.which(argv[0], path=env["PATH"])
-    assert executable == str(Path(sys.executable).parent / "primer-serve")
+    argv = entrypoint_command(env)
     rest = f"http://127.0.0.1:{env['PRIMER_REST_PORT']}"
     log = tmp_path / "server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [executable, *argv[1:]], env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
+            argv, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
         )
     try:
         wait_ready(process, f"{rest}/v2/health/ready", log)
@@ -138,6 +148,53 @@ def test_image_entrypoint_serves_passes_its_healthcheck_and_drains(tmp_path: Pat
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         for name in ("primer_inflight_requests", "primer_queue_depth"):
             assert f'{name}{{model="half_plus_two",version="1"}}' in metrics, name
+    finally:
+        code = stop(process)
+        if code is None:
+            pytest.fail(f"no exit within 60 s of SIGTERM:\n{log.read_text()[-4000:]}")
+    assert code == 0, log.read_text()[-4000:]
+
+
+def test_image_entrypoint_serves_tf_servings_model_name_and_base_path(tmp_path: Path) -> None:
+    """TF Serving's image variables: MODEL_NAME under MODEL_BASE_PATH is served, alone.
+
+    As with ``docker run -e MODEL_NAME=... image --port=... --rest_api_port=...``: the flags
+    appended to the command override the image's 8500/8501.
+    """
+    models = tmp_path / "tfs_models"
+    half_plus_two(models / "half_plus_two" / "1")
+    half_plus_two(models / "other" / "1")  # beside it, and not served: TF Serving's one model
+    env = image_environment(tmp_path, tmp_path / "unused")
+    grpc_port, rest_port = free_port(), free_port()
+    env.update(MODEL_NAME="half_plus_two", MODEL_BASE_PATH=str(models))
+    argv = [*entrypoint_command(env), f"--port={grpc_port}", f"--rest_api_port={rest_port}"]
+    rest = f"http://127.0.0.1:{rest_port}"
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            argv, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_ready(process, f"{rest}/v2/health/ready", log)
+        with httpx.Client(base_url=rest, timeout=60) as client:
+            response = client.post(
+                "/v1/models/half_plus_two:predict", json={"instances": [[1.0, 2.0, 5.0]]}
+            )
+            assert response.json() == {"predictions": [[2.5, 3.0, 4.5]]}, response.text
+            assert client.get("/v1/models/half_plus_two").json() == {
+                "model_version_status": [
+                    {
+                        "version": "1",
+                        "state": "AVAILABLE",
+                        "status": {"error_code": "OK", "error_message": ""},
+                    }
+                ]
+            }
+            assert client.get("/v1/models/other").status_code == 404
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         code = stop(process)
         if code is None:
