@@ -41,11 +41,11 @@ class Runtime(Protocol):
 
 
 def read_signature_defs(path: str | Path) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SignatureDef protos of a SavedModel, as TF Serving reports them in metadata."""
+    """The SignatureDef protos of a SavedModel, as TF Serving reports them in metadata (all of
+    them, ``__saved_model_init_op`` too)."""
     saved_model = saved_model_pb2.SavedModel()
     saved_model.ParseFromString(storage.read_bytes(storage.join(str(path), SAVED_MODEL_FILE)))
-    graph = saved_model.meta_graphs[0]
-    return {key: sig for key, sig in graph.signature_def.items() if not key.startswith("__")}
+    return dict(saved_model.meta_graphs[0].signature_def.items())
 
 
 def tensor_spec(name: str, spec: tf.TensorSpec, tensor_name: str = "") -> TensorSpec:

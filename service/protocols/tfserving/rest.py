@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +30,7 @@ from service.inference.request import (
 )
 from service.inference.validate import UNNAMED_INPUT, bytes_array
 from service.protocols.tfserving.json import tensor_from_json, tensor_to_json
-from service.protocols.tfserving.status import model_metadata_proto, model_status_proto
+from service.protocols.tfserving.status import model_metadata_json, model_status_json
 from service.transport.http import (
     json_response,
     parse_json,
@@ -113,21 +112,14 @@ class TFServingRest:
 
     # ----- status and metadata ----------------------------------------------------------
     def status(self, target: ModelPath) -> Response:
-        proto = model_status_proto(self._core, target.name, target.version, target.label)
         return json_response(
-            json_format.MessageToDict(
-                proto, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-            )
+            model_status_json(self._core, target.name, target.version, target.label)
         )
 
     def metadata(self, target: ModelPath) -> Response:
-        proto, signature_map = model_metadata_proto(
-            self._core, target.name, target.version, target.label
+        return json_response(
+            model_metadata_json(self._core, target.name, target.version, target.label)
         )
-        spec = json_format.MessageToDict(proto.model_spec, preserving_proto_field_name=True)
-        spec["signature_name"] = ""
-        signature_defs = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
-        return json_response({"model_spec": spec, "metadata": {"signature_def": signature_defs}})
 
     # ----- predict ----------------------------------------------------------------------
     async def predict(self, request: Request, path: str) -> Response:

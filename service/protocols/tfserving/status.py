@@ -1,7 +1,17 @@
-"""TF Serving's status and metadata messages, shared by its REST and gRPC adapters."""
+"""TF Serving's status and metadata messages, shared by its REST and gRPC adapters.
+
+The REST forms are printed as TF Serving's ``http_rest_api_handler`` prints them: proto3
+JSON with the proto's field names and every field that has no presence (``unknown_rank:
+false``, a dimension's ``name: ""``, ``defaults: {}``, an empty ``dim: []``), which
+``json_format``'s ``always_print_fields_with_no_presence`` gives.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -53,3 +63,28 @@ def model_metadata_proto(
     response.model_spec.version.value = view.version
     response.metadata["signature_def"].Pack(signature_map)
     return response, signature_map
+
+
+def _tfserving_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def model_status_json(
+    core: InferenceCore, name: str, version: int | None, label: str | None = None
+) -> dict[str, Any]:
+    """``GET /v1/models/{name}``: ``{"model_version_status": [...]}`` as TF Serving prints it."""
+    return _tfserving_json(model_status_proto(core, name, version, label))
+
+
+def model_metadata_json(
+    core: InferenceCore, name: str, version: int | None, label: str | None = None
+) -> dict[str, Any]:
+    """``GET /v1/models/{name}/metadata``: ``{"model_spec", "metadata": {"signature_def"}}``
+    as TF Serving prints it (the ``SignatureDefMap`` unpacked, not an ``Any``)."""
+    response, signature_map = model_metadata_proto(core, name, version, label)
+    return {
+        "model_spec": _tfserving_json(response.model_spec),
+        "metadata": {"signature_def": _tfserving_json(signature_map)},
+    }

@@ -122,7 +122,11 @@ def test_get_model_metadata_signature_def(prediction) -> None:
     assert response.model_spec.version.value == 1
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {"serving_default", "difference"}
+    assert set(signatures.signature_def) == {
+        "serving_default",
+        "difference",
+        "__saved_model_init_op",  # as TF Serving lists it
+    }
     default = signatures.signature_def["serving_default"]
     assert set(default.inputs) == {"a", "b"}
     assert default.inputs["a"].dtype == types_pb2.DT_FLOAT

@@ -50,12 +50,15 @@ def test_metadata_reports_signature_defs(rest: httpx.Client) -> None:
     body = rest.get("/v1/models/two_io/metadata").json()
     assert body["model_spec"] == {"name": "two_io", "version": "1", "signature_name": ""}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "difference"}
+    assert set(signatures) == {"serving_default", "difference", "__saved_model_init_op"}
     default = signatures["serving_default"]
     assert set(default["inputs"]) == {"a", "b"}
     assert set(default["outputs"]) == {"sum", "product"}
     assert default["inputs"]["a"]["dtype"] == "DT_FLOAT"
-    assert default["inputs"]["a"]["tensor_shape"]["dim"] == [{"size": "-1"}, {"size": "2"}]
+    assert default["inputs"]["a"]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""},
+        {"size": "2", "name": ""},
+    ]
     assert default["method_name"] == "tensorflow/serving/predict"
 
 
