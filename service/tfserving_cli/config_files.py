@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
+from pydantic import ValidationError
 from tensorflow_serving.config import model_server_config_pb2
 
 from contract.errors import ContractError
@@ -34,6 +35,16 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read, does not parse, or asks for the unsupported."""
 
 
+def reason(exc: ValueError) -> str:
+    """A validation error in one line: ``field: what was wrong``."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
+            for error in exc.errors()
+        )
+    return str(exc)
+
+
 def parse_text_proto(path: str, message: M, what: str) -> M:
     """``message`` filled from the text proto at ``path``."""
     try:
@@ -43,10 +54,8 @@ def parse_text_proto(path: str, message: M, what: str) -> M:
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as exc:
-        fields = ", ".join(f.name for f in message.DESCRIPTOR.fields)
         raise ConfigFileError(
-            f"{what} {path} is not a valid {message.DESCRIPTOR.name} text proto: {exc} "
-            f"(fields read here: {fields})"
+            f"{what} {path} is not a valid {message.DESCRIPTOR.name} text proto: {exc}"
         ) from exc
 
 
@@ -117,7 +126,7 @@ def model_settings(model: model_server_config_pb2.ModelConfig, where: str) -> Mo
     try:
         return ModelSettings(**fields)
     except ValueError as exc:
-        raise ConfigFileError(f"{where}: {exc}") from exc
+        raise ConfigFileError(f"{where}: {reason(exc)}") from exc
 
 
 def read_batching_parameters(path: str) -> BatchingSettings:
@@ -130,6 +139,9 @@ def read_batching_parameters(path: str) -> BatchingSettings:
             f"--batching_parameters_file {path}: pad_variable_length_inputs is not supported "
             "(inputs of one batch must have the same shape)"
         )
+    # BatchingParameters fields TF Serving has and this server does not (large batch
+    # splitting, priorities...) are not in protos/tfserving_config.proto: text_format
+    # refuses them by name.
     fields: dict[str, Any] = {}
     if params.HasField("max_batch_size"):
         fields["max_batch_size"] = params.max_batch_size.value
@@ -144,7 +156,7 @@ def read_batching_parameters(path: str) -> BatchingSettings:
     try:
         settings = BatchingSettings(enabled=True, **fields)
     except ValueError as exc:
-        raise ConfigFileError(f"--batching_parameters_file {path}: {exc}") from exc
+        raise ConfigFileError(f"--batching_parameters_file {path}: {reason(exc)}") from exc
     sizes = settings.allowed_batch_sizes
     if sizes and sizes[-1] != settings.max_batch_size:
         raise ConfigFileError(

@@ -21,7 +21,7 @@ import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 logger = logging.getLogger(__name__)
 PROG = "tensorflow_model_server"
@@ -116,9 +116,17 @@ class FlagError(ValueError):
     """A flag this server cannot honour, or a bad combination (exit 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without the 50-line usage dump before a one-line error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: {message} (--help lists the flags)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
+        usage=f"{PROG} [--flag=value ...]",
         description="TF Serving's command line over primer-serving: the flags of "
         "tensorflow_model_server, mapped onto this server's settings (PRIMER_* environment "
         "variables still apply beneath them). docs/tfserving-compat.md lists every flag.",

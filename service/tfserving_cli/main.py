@@ -29,6 +29,7 @@ from service.tfserving_cli.config_files import (
     read_batching_parameters,
     read_model_config,
     read_monitoring_path,
+    reason,
 )
 from service.tfserving_cli.flags import PROG, FlagError, build_parser, check_unsupported
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             else None
         )
     except (FlagError, ConfigFileError, ValidationError, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {reason(exc)}", file=sys.stderr)
         return 2
     from service.__main__ import serve
 
