@@ -86,7 +86,12 @@ class Server:
         self.ops = OpsRest(self.core, self.metrics, metrics_paths)
         self.feedback = Feedback(settings.evaluation, self.metrics)
         self.core.add_listener(self.feedback)
-        self.drift = DriftMonitor(settings.evaluation, self.metrics, settings.model_base_path)
+        self.drift = DriftMonitor(
+            settings.evaluation,
+            self.metrics,
+            settings.model_base_path,
+            lambda: self.settings.model_paths,
+        )
         self.core.add_listener(self.drift)
         self.payload_log = (
             None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,12 +64,21 @@ class DriftMonitor:
         settings: window sizes.
         metrics: the metric catalogue.
         model_base_path: the repository root, where the profiles are read from.
+        model_paths: models served from their own folders (``Settings.model_paths``), read
+            when a version is first seen (so a reload's new folders count).
     """
 
-    def __init__(self, settings: EvaluationSettings, metrics: Metrics, model_base_path: str):
+    def __init__(
+        self,
+        settings: EvaluationSettings,
+        metrics: Metrics,
+        model_base_path: str,
+        model_paths: Callable[[], Mapping[str, str] | None] = lambda: None,
+    ):
         self._settings = settings
         self._metrics = metrics
         self._base = Path(model_base_path)
+        self._model_paths = model_paths
         self._windows: dict[tuple[str, int], _Window | None] = {}
         self._confidence_edges = np.asarray(CONFIDENCE_EDGES)
 
@@ -76,7 +86,9 @@ class DriftMonitor:
         key = (model, version)
         if key not in self._windows:
             try:  # once per version; a broken profile only turns drift off for it
-                profile = read_profile(self._base / model / str(version))
+                folder = (self._model_paths() or {}).get(model)
+                model_dir = Path(folder) if folder else self._base / model
+                profile = read_profile(model_dir / str(version))
             except (OSError, ValueError, KeyError, TypeError) as error:
                 logger.warning("reference profile of %s:%d unreadable: %s", model, version, error)
                 profile = None

@@ -112,3 +112,20 @@ def test_the_ood_score_separates_noise_from_digits(
         "primer_ood_score_count", {"model": "mnist_dnn", "version": "1"}
     )
     assert after - (before or 0) == 2000
+
+
+def test_a_model_served_from_its_own_folder_reads_its_profile_there(
+    fixture_repository: Path, tmp_path: Path, digits: np.ndarray
+) -> None:
+    """``model_paths`` (TF Serving's model config list): the profile is not under the base."""
+    empty_base = tmp_path / "empty"
+    empty_base.mkdir()
+    settings = make_settings(
+        empty_base, model_paths={"mnist_dnn": str(fixture_repository / "mnist_dnn")}
+    )
+    server = ServerThread(settings).start()
+    try:
+        _serve_in_steps(server, digits[:100])
+        assert _psi(server) < ALERT_PSI
+    finally:
+        server.stop()
