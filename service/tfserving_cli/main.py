@@ -92,8 +92,6 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     timeout_ms = args.rest_api_timeout_in_ms
     if timeout_ms is not None and timeout_ms <= 0:
         raise FlagError(f"--rest_api_timeout_in_ms must be positive, got {timeout_ms}")
-    if args.rest_api_port == 0:
-        logger.warning("--rest_api_port=0: REST is always served here, on the rest_port setting")
     return {
         **model_overrides(args),
         **thread_overrides(args),
@@ -129,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(version_text())
         return 0
     load = settings_loader(args)
+    if args.rest_api_port == 0:
+        logger.warning("--rest_api_port=0: REST is always served here, on the rest_port setting")
     try:
         check_unsupported(args)
         settings = load()

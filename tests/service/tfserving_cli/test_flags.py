@@ -301,3 +301,20 @@ def test_ignored_flags_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("TensorFlow ModelServer: primer-serving")
+
+
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        ("prometheus_config { enable: true }", "/monitoring/prometheus/metrics"),
+        ('prometheus_config { enable: true path: "/tfs/metrics" }', "/tfs/metrics"),
+        ('prometheus_config { enable: false path: "/tfs/metrics" }', None),
+        ("", None),
+    ],
+)
+def test_monitoring_config_gives_the_prometheus_path(
+    tmp_path: Path, config: str, path: str | None
+) -> None:
+    from service.tfserving_cli.config_files import read_monitoring_path
+
+    assert read_monitoring_path(write(tmp_path / "monitoring.config", config)) == path
