@@ -54,8 +54,9 @@ def parse_text_proto(path: str, message: M, what: str) -> M:
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as exc:
-        raise ConfigFileError(
-            f"{what} {path} is not a valid {message.DESCRIPTOR.name} text proto: {exc}"
+        raise ConfigFileError(  # TF Serving's wording first, which its tests match on
+            f"{what}: Invalid protobuf file: '{path}': not a valid {message.DESCRIPTOR.name} "
+            f"text proto: {exc}"
         ) from exc
 
 

@@ -133,7 +133,7 @@ def test_model_config_file_maps_policies_and_labels(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ('model_config_list { config { name: "m" base_path: "/x" } ', "is not a valid"),
+        ('model_config_list { config { name: "m" base_path: "/x" } ', "Invalid protobuf file"),
         ('model_config_list { config { name: "m" base_pth: "/x" } }', 'no field named "base_pth"'),
         ('model_config_list { config { name: "m" } }', "model 'm' has no base_path"),
         ('model_config_list { config { name: "../m" base_path: "/x" } }', "is not valid"),

@@ -230,4 +230,4 @@ def test_a_broken_config_edit_changes_nothing(served: Served) -> None:
     )
     assert served.available("third") == {1}
     assert served.predict("third", [[0.0, 0.0, 0.0]]).json() == {"predictions": [[10.0] * 3]}
-    assert "is not a valid ModelServerConfig text proto" in served.log.read_text()
+    assert "not a valid ModelServerConfig text proto" in served.log.read_text()
