@@ -228,6 +228,23 @@ def census(version_dir: Path) -> Path:
     return version_dir
 
 
+def reference_output(version_dir: Path) -> Path:
+    """``y = a*x + 2`` plus a signature whose output is the reference variable ``a`` itself
+    (a ``float_ref`` tensor, which TensorFlow 2's loader cannot turn into a function)."""
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        a = v1.Variable(0.5, name="a", use_resource=False)
+        x = v1.placeholder(tf.float32, [None, 1], name="x")
+        y = tf.identity(a * x + 2.0, name="y")
+        session.run(v1.global_variables_initializer())
+        signatures = {
+            "serving_default": signature_def_utils.predict_signature_def({"x": x}, {"y": y}),
+            "scale": signature_def_utils.predict_signature_def({"x": x}, {"a": a}),
+        }
+        _save(session, version_dir, signatures, v1.saved_model.main_op.main_op(), False)
+    return version_dir
+
+
 def build_repository(base: Path) -> Path:
     """``tf1_half_plus_two`` (versions 7 and 00000123) and ``tfx_census`` (version 1)."""
     half_plus_two(base / HALF_PLUS_TWO / "7", b=1.0, legacy_init_op=True)

@@ -158,8 +158,3 @@ def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
             "with at least one tf.Example"
         )
     return bytes_array(rows)
-
-
-def example_count(request_input: input_pb2.Input) -> int:
-    kind = request_input.WhichOneof("kind")
-    return 0 if kind is None else len(getattr(request_input, kind).examples)
