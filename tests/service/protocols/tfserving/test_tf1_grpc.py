@@ -226,3 +226,16 @@ def test_bad_multi_inference(tf1_prediction, tasks, code, expected: str) -> None
     assert info.value.code() is code
     assert expected in info.value.details()
     assert_healthy(tf1_prediction)
+
+
+def test_get_model_status(tf1_server) -> None:
+    """``testGetModelStatus``: each version with error code OK (both served here)."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = HALF_PLUS_TWO
+    with grpc.insecure_channel(tf1_server.grpc_target) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        result = stub.GetModelStatus(request, timeout=30)
+    assert [s.version for s in result.model_version_status] == [123, 7]
+    assert [s.status.error_code for s in result.model_version_status] == [0, 0]

@@ -201,3 +201,16 @@ def test_predict_on_classify_signature_feeds_serialized_examples(tf1_rest: httpx
     assert outputs["classes"] == [["negative", "positive"]]
     assert outputs["scores"][0] == pytest.approx([s for _, s in labels_of(2.0)], abs=1e-6)
     assert np.isclose(sum(outputs["scores"][0]), 1.0)
+
+
+def test_metadata_lists_every_signature_with_its_method(tf1_rest: httpx.Client) -> None:
+    body = tf1_rest.get(f"/v1/models/{CENSUS}/metadata").json()
+    assert body["model_spec"]["version"] == "1"
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    methods = {name: s["method_name"] for name, s in signatures.items()}
+    assert methods == {
+        "serving_default": "tensorflow/serving/classify",
+        "predict": "tensorflow/serving/predict",
+        "regression": "tensorflow/serving/regress",
+    }
+    assert signatures["serving_default"]["inputs"]["inputs"]["dtype"] == "DT_STRING"
