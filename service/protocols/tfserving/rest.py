@@ -216,14 +216,14 @@ class TFServingRest:
     async def classify(self, request: Request, path: str) -> Response:
         with self._core.scope(PROTOCOL, _model_in(path)) as scope:
             target = parse_model_path(path)
-            body, data = await self._classify_body(request)
+            body, is_json, data = await self._classify_body(request)
             if isinstance(data, dict) and ("examples" in data or "context" in data):
                 return await self._examples(request, scope, target, data, classifying=True)
             k = request.query_params.get("k", str(_DEFAULT_TOP_K))
             if not k.isdigit():
                 raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
             timeout_s = request_timeout(request)
-            images, single = await self._classify_images(request, body, data)
+            images, single = await self._classify_images(request, body, is_json, data)
             core_request = InferenceRequest(
                 target.name,
                 {UNNAMED_INPUT: bytes_array(images)},
@@ -244,21 +244,23 @@ class TFServingRest:
             headers=_headers(scope, timing),
         )
 
-    async def _classify_body(self, request: Request) -> tuple[bytes | None, Any]:
-        """The body of a ``:classify`` (None for a multipart upload), and its JSON when it
-        is JSON: a JSON content type, or a body that opens a JSON object (no image does;
-        ``curl -d`` sends TF Serving's JSON as a form)."""
+    async def _classify_body(self, request: Request) -> tuple[bytes | None, bool, Any]:
+        """The body of a ``:classify`` (None for a multipart upload), whether it is JSON (a
+        JSON content type, or a body that opens a JSON object: no image does, and ``curl -d``
+        sends TF Serving's JSON as a form), and its parsed JSON."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
-            return None, None
+            return None, False, None
         body = await read_body(request, self._settings.max_body_bytes)
         if content_type == "application/json" or body.lstrip()[:1] == b"{":
-            return body, parse_json(body)
-        return body, None
+            return body, True, parse_json(body)
+        return body, False, None
 
     async def _classify_images(
-        self, request: Request, body: bytes | None, data: Any
+        self, request: Request, body: bytes | None, is_json: bool, data: Any
     ) -> tuple[list[bytes], bool]:
+        """Encoded images from a multipart upload (``body`` None), JSON ``instances``
+        (``data``, the parsed JSON body) or a raw image body."""
         limit = self._settings.max_body_bytes
         if body is None:
             form = await request.form(
@@ -270,7 +272,7 @@ class TFServingRest:
             if not files:
                 raise InvalidInputError("multipart body has no file part; expected an image")
             return [await f.read() for f in files], len(files) == 1
-        if data is not None:
+        if is_json:
             instances = data.get("instances") if isinstance(data, dict) else None
             if not isinstance(instances, list) or not instances:
                 raise InvalidInputError(

@@ -214,3 +214,14 @@ def test_metadata_lists_every_signature_with_its_method(tf1_rest: httpx.Client) 
         "regression": "tensorflow/serving/regress",
     }
     assert signatures["serving_default"]["inputs"]["inputs"]["dtype"] == "DT_STRING"
+
+
+@pytest.mark.parametrize("content", [b"null", b"[1]", b'{"instance": []}'])
+def test_json_classify_without_examples_or_instances_is_400(
+    tf1_rest: httpx.Client, content: bytes
+) -> None:
+    response = tf1_rest.post(
+        f"{HPT}:classify", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert '{"examples": [' in response.json()["error"]
