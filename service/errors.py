@@ -134,6 +134,14 @@ class InternalError(ServingError):
     """Anything unexpected; the adapter logs it with the request id."""
 
 
+class UnimplementedError(ServingError):
+    """A method or option the server does not implement (TF Serving's UNIMPLEMENTED)."""
+
+    http_status = 501
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "unimplemented"
+
+
 class UnknownRequestIdError(ServingError):
     """Feedback names a request id the server never answered (or no longer remembers)."""
 
@@ -171,6 +179,7 @@ ERROR_TABLE: tuple[type[ServingError], ...] = (
     HeaderTooLargeError,
     ConnectionLimitError,
     InternalError,
+    UnimplementedError,
     UnknownRequestIdError,
     FeedbackExpiredError,
     DuplicateFeedbackError,

@@ -16,7 +16,7 @@ import pytest
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from service.config import Settings
-from tests import fixtures
+from tests import fixtures, tf1_models
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +115,12 @@ def fixture_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shipped.exists():
         shutil.copytree(shipped, base / "mnist_dnn")
     return base
+
+
+@pytest.fixture(scope="session")
+def tf1_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TF1-style SavedModels of ``tests.tf1_models`` (what stock TF Serving serves)."""
+    return tf1_models.build_repository(tmp_path_factory.mktemp("tf1_models"))
 
 
 @pytest.fixture(scope="session")

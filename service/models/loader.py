@@ -14,6 +14,7 @@ from contract.layout import MODEL_CARD_PATH
 from contract.model_card import ModelCard, parse_model_card
 from service.models import storage
 from service.models.runtime import Runtime, SavedModelRuntime
+from service.models.session_runtime import SessionRuntime, is_tf1_saved_model
 from service.models.warmup import warm_up
 
 
@@ -34,6 +35,15 @@ def read_card(version_dir: str) -> ModelCard | None:
     return parse_model_card(storage.read_bytes(path), path)
 
 
+def open_runtime(path: str, device: str) -> Runtime:
+    """The runtime for one SavedModel: a TF1 ``Session`` for a graph written by TF1's
+    builder (as TF Serving runs it: feeds by tensor name, init ops, reference variables),
+    else TensorFlow 2's loader."""
+    if is_tf1_saved_model(path):
+        return SessionRuntime(path, device=device)
+    return SavedModelRuntime(path, device=device)
+
+
 def load_version(path: str, device: str, batch_sizes: Iterable[int]) -> LoadedModel:
     """Load the version at ``path`` on ``device`` and warm it up.
 
@@ -42,7 +52,7 @@ def load_version(path: str, device: str, batch_sizes: Iterable[int]) -> LoadedMo
             it as the version's FAILED status.
     """
     card = read_card(path)
-    runtime = SavedModelRuntime(path, device=device)
+    runtime = open_runtime(path, device)
     try:
         warmed = warm_up(runtime, path, batch_sizes)
     except BaseException:

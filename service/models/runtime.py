@@ -1,7 +1,8 @@
 """One loaded model behind ``predict(signature, inputs) -> outputs``, and its signature specs.
 
 ``Runtime`` is the interface every runtime implements (the batcher, warm-up and the core
-only ever call it); ``SavedModelRuntime`` is TensorFlow's, for TF2 SavedModels. Blocking by
+only ever call it); ``SavedModelRuntime`` is TensorFlow's, for TF2 SavedModels
+(``session_runtime.SessionRuntime`` runs TF1 ones). Blocking by
 design: callers run ``predict`` in a worker thread, never on the event loop.
 """
 

@@ -5,9 +5,12 @@ work unchanged. Tensors travel as ``TensorProto`` (``tensor_proto``). ``DT_STRIN
 given for a numeric image input are encoded images, decoded by the core through the
 model's image contract.
 
-``Classify`` fits models with an image contract and labels: each ``tf.Example`` carries one
-encoded image in its only ``bytes_list`` feature, and the answer lists every class, best
-first. ``Regress`` and ``MultiInference`` are UNIMPLEMENTED (no model here regresses).
+``Classify``, ``Regress`` and ``MultiInference`` run ``tf.Example`` inputs (``example_list``
+or ``example_list_with_context``) through classification and regression signatures as TF
+Serving does (``classify_regress``). ``Classify`` also fits models with an image contract
+and labels whose ``serving_default`` is not a classification signature: each
+``tf.Example`` then carries one encoded image in its only ``bytes_list`` feature, and the
+answer lists every class, best first.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_pb2,
     model_service_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from contract.layout import SIGNATURE
@@ -30,6 +35,14 @@ from service.errors import InvalidInputError
 from service.inference.core import InferenceCore
 from service.inference.request import InferenceRequest, InferenceResult
 from service.inference.validate import UNNAMED_INPUT, bytes_array
+from service.protocols.tfserving.classify_regress import (
+    ExampleCall,
+    is_classification,
+    model_spec,
+    multi_inference,
+)
+from service.protocols.tfserving.classify_regress import classify as classify_examples
+from service.protocols.tfserving.classify_regress import regress as regress_examples
 from service.protocols.tfserving.status import model_metadata_proto, model_status_proto
 from service.protocols.tfserving.tensor_proto import fill_tensor_proto, tensor_proto_to_array
 from service.transport.grpc_errors import (
@@ -150,10 +163,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     ) -> classification_pb2.ClassificationResponse:
         spec = request.model_spec
         with self._core.scope(PROTOCOL, spec.name) as scope:
-            if spec.signature_name not in ("", SIGNATURE):
-                raise InvalidInputError(
-                    "Classify uses the model's serving_default signature; "
-                    f"got signature_name {spec.signature_name!r}"
+            call = self._example_call(spec, context)
+            if not self._classifies_images(call):
+                result, served, timing = await classify_examples(
+                    self._core, scope, call, request.input
+                )
+                send_timing(context, timing)
+                return classification_pb2.ClassificationResponse(
+                    model_spec=model_spec(served), result=result
                 )
             version, label = _version_choice(spec)
             core_request = InferenceRequest(
@@ -176,6 +193,46 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 classification_pb2.Class(label=s.label, score=s.score) for s in scores
             )
         return response
+
+    @serving_errors
+    async def Regress(
+        self, request: regression_pb2.RegressionRequest, context: Context
+    ) -> regression_pb2.RegressionResponse:
+        with self._core.scope(PROTOCOL, request.model_spec.name) as scope:
+            call = self._example_call(request.model_spec, context)
+            result, served, timing = await regress_examples(self._core, scope, call, request.input)
+        send_timing(context, timing)
+        return regression_pb2.RegressionResponse(model_spec=model_spec(served), result=result)
+
+    @serving_errors
+    async def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: Context
+    ) -> inference_pb2.MultiInferenceResponse:
+        first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        with self._core.scope(PROTOCOL, first.name) as scope:
+            call = self._example_call(first, context)
+            response, timing = await multi_inference(self._core, scope, call, request)
+        send_timing(context, timing)
+        return response
+
+    def _example_call(self, spec: model_pb2.ModelSpec, context: Context) -> ExampleCall:
+        return ExampleCall(
+            spec.name,
+            *_version_choice(spec),
+            spec.signature_name or SIGNATURE,
+            deadline_s(context),
+            PROTOCOL,
+            call_metadata(context),
+        )
+
+    def _classifies_images(self, call: ExampleCall) -> bool:
+        """Whether Classify reads images: the model has an image contract and the default
+        signature it names is not a classification signature over tf.Example."""
+        view = self._core.model_view(call.model, call.version, call.label)
+        if view.card is None or view.card.image is None or call.signature != SIGNATURE:
+            return False
+        default = view.signature_defs.get(SIGNATURE)
+        return default is None or not is_classification(default)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

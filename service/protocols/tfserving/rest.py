@@ -1,8 +1,11 @@
 """TensorFlow Serving's REST API (``/v1/models/...``), plus ``:classify`` for images.
 
 A thin adapter: it parses TF Serving's JSON forms into numpy arrays, calls the inference
-core, and writes TF Serving's JSON responses. Validation, batching and metrics live in the
-core; errors are the core's typed errors, rendered as ``{"error": "..."}``.
+core, and writes TF Serving's JSON responses. ``:classify`` and ``:regress`` take TF
+Serving's tf.Example JSON (``{"examples": [...]}``, see ``examples``); a ``:classify`` body
+without ``examples`` is images (raw, multipart or ``{"instances": [{"b64": ...}]}``).
+Validation, batching and metrics live in the core; errors are the core's typed errors,
+rendered as ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tensorflow_serving.apis.classification_pb2 import ClassificationResult
 
-from contract.layout import check_model_name, parse_version
+from contract.layout import SIGNATURE, check_model_name, parse_version
 from service.config import Settings
 from service.errors import InvalidInputError, ModelNotFoundError
 from service.inference.core import InferenceCore
@@ -29,6 +33,10 @@ from service.inference.request import (
     Timing,
 )
 from service.inference.validate import UNNAMED_INPUT, bytes_array
+from service.protocols.tfserving.classify_regress import ExampleCall
+from service.protocols.tfserving.classify_regress import classify as classify_examples
+from service.protocols.tfserving.classify_regress import regress as regress_examples
+from service.protocols.tfserving.examples import input_from_json
 from service.protocols.tfserving.json import tensor_from_json, tensor_to_json
 from service.protocols.tfserving.status import model_metadata_json, model_status_json
 from service.transport.http import (
@@ -77,7 +85,7 @@ def parse_model_path(path: str) -> ModelPath:
     if not match:
         raise ModelNotFoundError(
             f"no such endpoint /v1/models/{path[:120]!r}; expected /v1/models/<name>"
-            "[/versions/<n>|/labels/<label>][/metadata|:predict|:classify]"
+            "[/versions/<n>|/labels/<label>][/metadata|:predict|:classify|:regress]"
         )
     version = None if match["version"] is None else parse_version(match["version"])
     return ModelPath(check_model_name(match["name"]), version, match["label"], match["tail"] or "")
@@ -99,6 +107,8 @@ class TFServingRest:
             return await self.predict(request, path)
         if request.method == "POST" and path.endswith(":classify"):
             return await self.classify(request, path)
+        if request.method == "POST" and path.endswith(":regress"):
+            return await self.regress(request, path)
         target = parse_model_path(path)
         if request.method == "GET":
             if target.tail == "":
@@ -107,7 +117,7 @@ class TFServingRest:
                 return self.metadata(target)
         raise ModelNotFoundError(
             f"{request.method} /v1/models/{target.name}{target.tail} is not an endpoint; GET "
-            "status or /metadata, POST :predict or :classify"
+            "status or /metadata, POST :predict, :classify or :regress"
         )
 
     # ----- status and metadata ----------------------------------------------------------
@@ -148,15 +158,64 @@ class TFServingRest:
             content, timing = await unless_disconnected(request, scope.infer(core_request, encode))
         return json_response(content, headers=_headers(scope, timing))
 
-    # ----- classify (images in, top-k labels out) ---------------------------------------
+    # ----- classify and regress over tf.Example (TF Serving's JSON) ---------------------
+    async def regress(self, request: Request, path: str) -> Response:
+        with self._core.scope(PROTOCOL, _model_in(path)) as scope:
+            target = parse_model_path(path)
+            body = parse_json(await read_body(request, self._settings.max_body_bytes))
+            if not isinstance(body, dict):
+                raise InvalidInputError(
+                    'a :regress body must be a JSON object {"examples": [...]} with optional '
+                    '"context" and "signature_name"'
+                )
+            return await self._examples(request, scope, target, body, classifying=False)
+
+    async def _examples(
+        self,
+        request: Request,
+        scope: RequestScope,
+        target: ModelPath,
+        body: dict[str, Any],
+        classifying: bool,
+    ) -> Response:
+        signature = body.get("signature_name")
+        if signature is not None and not isinstance(signature, str):
+            raise InvalidInputError("'signature_name' must be a string")
+        request_input = input_from_json(body)
+        call = ExampleCall(
+            target.name,
+            target.version,
+            target.label,
+            signature or SIGNATURE,
+            request_timeout(request),
+            PROTOCOL,
+            dict(request.headers),
+        )
+        content: dict[str, Any]
+        if classifying:
+            found, _, timing = await unless_disconnected(
+                request, classify_examples(self._core, scope, call, request_input)
+            )
+            content = {"results": classification_json(found)}
+        else:
+            values, _, timing = await unless_disconnected(
+                request, regress_examples(self._core, scope, call, request_input)
+            )
+            content = {"results": np.array([r.value for r in values.regressions], np.float32)}
+        return json_response(content, headers=_headers(scope, timing))
+
+    # ----- classify: tf.Example features (TF Serving) or images in, top-k labels out ------
     async def classify(self, request: Request, path: str) -> Response:
         with self._core.scope(PROTOCOL, _model_in(path)) as scope:
             target = parse_model_path(path)
+            body, is_json, data = await self._classify_body(request)
+            if isinstance(data, dict) and ("examples" in data or "context" in data):
+                return await self._examples(request, scope, target, data, classifying=True)
             k = request.query_params.get("k", str(_DEFAULT_TOP_K))
             if not k.isdigit():
                 raise InvalidInputError(f"query parameter k must be a positive integer, got {k!r}")
             timeout_s = request_timeout(request)
-            images, single = await self._classify_images(request)
+            images, single = await self._classify_images(request, body, is_json, data)
             core_request = InferenceRequest(
                 target.name,
                 {UNNAMED_INPUT: bytes_array(images)},
@@ -177,10 +236,25 @@ class TFServingRest:
             headers=_headers(scope, timing),
         )
 
-    async def _classify_images(self, request: Request) -> tuple[list[bytes], bool]:
+    async def _classify_body(self, request: Request) -> tuple[bytes | None, bool, Any]:
+        """The body of a ``:classify`` (None for a multipart upload), whether it is JSON (a
+        JSON content type, or a body that opens a JSON object: no image does, and ``curl -d``
+        sends TF Serving's JSON as a form), and its parsed JSON."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        limit = self._settings.max_body_bytes
         if content_type == "multipart/form-data":
+            return None, False, None
+        body = await read_body(request, self._settings.max_body_bytes)
+        if content_type == "application/json" or body.lstrip()[:1] == b"{":
+            return body, True, parse_json(body)
+        return body, False, None
+
+    async def _classify_images(
+        self, request: Request, body: bytes | None, is_json: bool, data: Any
+    ) -> tuple[list[bytes], bool]:
+        """Encoded images from a multipart upload (``body`` None), JSON ``instances``
+        (``data``, the parsed JSON body) or a raw image body."""
+        limit = self._settings.max_body_bytes
+        if body is None:
             form = await request.form(
                 max_files=self._settings.max_rows_per_request,
                 max_fields=self._settings.max_rows_per_request,
@@ -190,19 +264,27 @@ class TFServingRest:
             if not files:
                 raise InvalidInputError("multipart body has no file part; expected an image")
             return [await f.read() for f in files], len(files) == 1
-        body = await read_body(request, limit)
-        if content_type == "application/json":
-            data = parse_json(body)
+        if is_json:
             instances = data.get("instances") if isinstance(data, dict) else None
             if not isinstance(instances, list) or not instances:
                 raise InvalidInputError(
-                    'a JSON :classify body needs {"instances": [{"b64": "..."}, ...]}'
+                    'a JSON :classify body needs {"examples": [{feature: value, ...}, ...]} '
+                    '(tf.Example features) or {"instances": [{"b64": "..."}, ...]} (images)'
                 )
             array = tensor_from_json(instances, "instances")
             if array.dtype != object:
                 raise InvalidInputError('instances must be {"b64": "..."} encoded images')
             return list(array.reshape(-1)), False
         return [body], True
+
+
+def classification_json(result: ClassificationResult) -> list[list[list[Any]]]:
+    """TF Serving's classify ``results``: per example, ``[label, score]`` per class (scores
+    as float32, so they print as TF Serving prints them)."""
+    return [
+        [[item.label, np.float32(item.score)] for item in found.classes]
+        for found in result.classifications
+    ]
 
 
 def _scores_json(scores: list[ClassScore]) -> list[dict[str, Any]]:

@@ -199,7 +199,7 @@ def test_unknown_model(http, tfs) -> None:
 
 def test_unknown_endpoint_or_method(http) -> None:
     _rest(http.post("/v1/models/half_plus_two:explode", json={})).check(
-        404, "is not an endpoint; GET status or /metadata, POST :predict or :classify"
+        404, "is not an endpoint; GET status or /metadata, POST :predict, :classify or :regress"
     )
     _rest(http.get("/v1/nothing")).check(404, "no such endpoint")
     _rest(http.get("/v1/models/a%0Ab")).check(404, "no such endpoint")

@@ -175,6 +175,7 @@ def test_classify_images_in_examples(prediction) -> None:
 
 
 def test_classify_without_image_contract_is_invalid(prediction, channel) -> None:
+    """A predict signature and no image contract: neither tf.Example nor image classify."""
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "half_plus_two"
     example = request.input.example_list.examples.add()
@@ -182,18 +183,24 @@ def test_classify_without_image_contract_is_invalid(prediction, channel) -> None
     with pytest.raises(grpc.RpcError) as info:
         prediction.Classify(request, timeout=30)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "image contract" in info.value.details()
+    assert info.value.details().startswith(
+        "Expected classification signature method_name to be tensorflow/serving/classify. "
+        "Was: tensorflow/serving/predict"
+    )
     assert_serving(channel)
 
 
-def test_regress_is_unimplemented(prediction) -> None:
+def test_regress_on_a_predict_signature_is_invalid(prediction, channel) -> None:
     from tensorflow_serving.apis import regression_pb2
 
     request = regression_pb2.RegressionRequest()
     request.model_spec.name = "half_plus_two"
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.append(1)
     with pytest.raises(grpc.RpcError) as info:
         prediction.Regress(request, timeout=30)
-    assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "Expected regression signature method_name" in info.value.details()
+    assert_serving(channel)
 
 
 def test_predict_returns_timing_and_request_id_in_trailing_metadata(server) -> None:
