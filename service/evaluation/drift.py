@@ -193,6 +193,20 @@ def _per_entry_histograms(parts: list[np.ndarray], edges: np.ndarray) -> np.ndar
         keep = ~np.isnan(values)
         values, entries = values[keep], entries[keep]
     values = np.clip(values, edges[0], edges[-1])
+    return _bincounts(entries, _bin_index(values, edges), len(parts), len(edges) - 1)
+
+
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each value (all within the edges): ``edges[i] <= v < edges[i + 1]``, the
+    last bin closed. Equal-width edges (the pixel histogram's) take arithmetic, put right
+    where rounding left a value one bin off, as ``np.histogram`` does: many times faster
+    than a binary search over every pixel."""
     bins = len(edges) - 1
-    index = np.minimum(np.searchsorted(edges, values, side="right") - 1, bins - 1)
-    return _bincounts(entries, index, len(parts), bins)
+    low, high = edges[0], edges[-1]
+    if bins < 2 or not np.allclose(np.diff(edges), (high - low) / bins, rtol=1e-9, atol=0):
+        return np.minimum(np.searchsorted(edges, values, side="right") - 1, bins - 1)
+    index = ((values - low) * (bins / (high - low))).astype(np.intp)
+    np.clip(index, 0, bins - 1, out=index)
+    index -= values < edges[index]
+    index += (values >= edges[index + 1]) & (index < bins - 1)
+    return index
