@@ -187,7 +187,7 @@ def _per_entry_histograms(parts: list[np.ndarray], edges: np.ndarray) -> np.ndar
     the same bins (the last one closed, values outside the edges in the end bins, NaN in
     none)."""
     sizes = np.fromiter((p.size for p in parts), np.int64, len(parts))
-    values = np.concatenate([np.asarray(p, np.float64).ravel() for p in parts])
+    values = np.concatenate([p.ravel() for p in parts]).astype(np.float64, copy=False)
     entries = np.repeat(np.arange(len(parts)), sizes)
     if np.isnan(values).any():
         keep = ~np.isnan(values)
