@@ -86,12 +86,17 @@ def stage_of(stack: str) -> str:
     return STAGES[-1][0]
 
 
+IDLE_LEAF = re.compile(r"_worker \(.*concurrent/futures/thread\.py:\d+\)$")
+"""A model or preprocessing thread waiting for work: py-spy may count it busy; it is not."""
+
+
 def split_stacks(raw: str) -> Counter[str]:
-    """Samples per stage of py-spy's collapsed stacks (``frame;frame;... count`` lines)."""
+    """Samples per stage of py-spy's collapsed stacks (``frame;frame;... count`` lines);
+    an idle worker thread's samples are left out."""
     stages: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
+        if stack and count.isdigit() and not IDLE_LEAF.search(stack):
             stages[stage_of(stack)] += int(count)
     return stages
 
