@@ -42,7 +42,7 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def ood_score(probabilities: np.ndarray) -> np.ndarray:
     """Out-of-distribution score per row: 1 - the maximum softmax probability."""
-    return 1.0 - np.max(probabilities, axis=-1)
+    return 1.0 - probabilities.max(axis=-1)
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:

@@ -42,10 +42,9 @@ def peers_chart(report: dict[str, Any], path: Path) -> Path:
     names = list(report["scenarios"])
     for index, name in enumerate(names):
         entry = report["scenarios"][name]
-        color = (
-            "tab:blue"
-            if name.startswith("primer")
-            else ("tab:green" if name.startswith("triton") else "tab:gray")
+        prefix = name.split("_", 1)[0]
+        color = {"primer": "tab:blue", "before": "tab:orange", "triton": "tab:green"}.get(
+            prefix, "tab:gray"
         )
         axes.bar(index, entry["median_requests_per_s"], color=color, alpha=0.6)
         axes.plot([index] * len(entry["requests_per_s"]), entry["requests_per_s"], "k.")

@@ -8,6 +8,10 @@ round its ratio to Triton with the same body form (TF Serving JSON and v2 JSON a
 Triton's v2 JSON; v2 binary against Triton's v2 binary), with the median of those ratios.
 Triton runs in its own virtualenv (``--peer-python``; PyTriton 0.7 needs numpy < 2), set
 up by ``make bench-peers`` from ``loadtest/peers-requirements.txt``.
+
+``--baseline-tree DIR`` also serves primer-serve from another checkout (e.g. ``main``) beside
+this one, and its three body forms join the rounds as ``before_*``: each of this tree's
+scenarios then also has per-round ratios to its ``before_*`` twin (after ÷ before).
 """
 
 from __future__ import annotations
@@ -116,8 +120,13 @@ def triton_command(
     return command, {"LD_LIBRARY_PATH": libdir, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def _ratios(rates: list[float], base: list[float]) -> list[float]:
+    return [round(r / b, 3) if b else 0.0 for r, b in zip(rates, base, strict=True)]
+
+
 def compare(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Median req/s and p99 per scenario, and per-round ratios to its Triton baseline."""
+    """Median req/s and p99 per scenario, and per-round ratios to its Triton baseline (and,
+    with a ``before_*`` twin, to that)."""
     comparison = {}
     for name, runs in rows.items():
         rates = [row["requests_per_s"] for row in runs]
@@ -127,16 +136,21 @@ def compare(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
             "median_p99_ms": round(statistics.median(row["p99_ms"] for row in runs), 2),
             "errors": sum(row["errors"] for row in runs),
         }
-        baseline = BASELINE_OF.get(name)
+        baseline = BASELINE_OF.get(name.replace("before_", "primer_", 1))
         if baseline:
-            base = [row["requests_per_s"] for row in rows[baseline]]
-            ratios = [round(r / b, 3) if b else 0.0 for r, b in zip(rates, base, strict=True)]
+            ratios = _ratios(rates, [row["requests_per_s"] for row in rows[baseline]])
             entry.update(
                 {
                     "baseline": baseline,
                     "ratios": ratios,
                     "median_ratio": round(statistics.median(ratios), 3),
                 }
+            )
+        before = name.replace("primer_", "before_", 1)
+        if name.startswith("primer_") and before in rows:
+            ratios = _ratios(rates, [row["requests_per_s"] for row in rows[before]])
+            entry.update(
+                {"ratios_to_before": ratios, "median_ratio_to_before": statistics.median(ratios)}
             )
         comparison[name] = entry
     return comparison
@@ -153,7 +167,7 @@ class Server:
     health_path: str = "/v2/health/ready"
 
 
-def _peers(work: Path, primer: int, triton: int, naive: int) -> list[Peer]:
+def _peers(work: Path, primer: int, triton: int, naive: int, before: int | None) -> list[Peer]:
     """Every scenario: the three body forms against the servers that take them."""
     binary, header_length = v2_binary_body("image", mnist_digit())
     (work / "v2.bin").write_bytes(binary)
@@ -163,10 +177,18 @@ def _peers(work: Path, primer: int, triton: int, naive: int) -> list[Peer]:
     predict = "/v1/models/mnist_dnn:predict"
     infer = "/v2/models/mnist_dnn/infer"
     base = "http://127.0.0.1"
+    servers = [("primer", primer)] + ([("before", before)] if before is not None else [])
+    binary_body = work / "v2.bin"
     return [
-        Peer("primer_tfserving_json", f"{base}:{primer}{predict}", tfs_json),
-        Peer("primer_v2_json", f"{base}:{primer}{infer}", v2_json),
-        Peer("primer_v2_binary", f"{base}:{primer}{infer}", work / "v2.bin", octets, headers),
+        *(
+            peer
+            for prefix, port in servers
+            for peer in (
+                Peer(f"{prefix}_tfserving_json", f"{base}:{port}{predict}", tfs_json),
+                Peer(f"{prefix}_v2_json", f"{base}:{port}{infer}", v2_json),
+                Peer(f"{prefix}_v2_binary", f"{base}:{port}{infer}", binary_body, octets, headers),
+            )
+        ),
         Peer("triton_v2_json", f"{base}:{triton}{infer}", v2_json),
         Peer("triton_v2_binary", f"{base}:{triton}{infer}", work / "v2.bin", octets, headers),
         Peer("naive_tfserving_json", f"{base}:{naive}{predict}", tfs_json),
@@ -184,16 +206,33 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         config = work / "server.yaml"
         config.write_text("batching: {max_queue_size: 1024}\n")
         primer, naive = (free_port(), free_port()), free_port()
+        before = (free_port(), free_port()) if args.baseline_tree else None
         triton = (free_port(), free_port(), free_port())
         triton_cmd, triton_env = triton_command(
             args.peer_python, version_dir, triton, args.triton_queue_delay_us
         )
         naive_cmd, naive_env = naive_command(version_dir, naive)
-        for server in (
-            Server("primer-serve", serve_command(work / "models", *primer, config), primer[0], {}),
+        servers = [
+            # this checkout's code, whatever the venv's editable install points at
+            Server(
+                "primer-serve",
+                serve_command(work / "models", *primer, config),
+                primer[0],
+                {"PYTHONPATH": str(ROOT)},
+            ),
             Server("triton (pytriton)", triton_cmd, triton[0], triton_env),
             Server("naive FastAPI", naive_cmd, naive, naive_env, "/docs"),
-        ):
+        ]
+        if before is not None:
+            servers.append(
+                Server(
+                    f"primer-serve from {args.baseline_tree}",
+                    serve_command(work / "models", *before, config),
+                    before[0],
+                    {"PYTHONPATH": str(Path(args.baseline_tree).resolve())},
+                )
+            )
+        for server in servers:
             print(f"starting {server.name} ...", flush=True)
             stack.enter_context(
                 running(
@@ -204,7 +243,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     timeout=300,
                 )
             )
-        peers = _peers(work, primer[0], triton[0], naive)
+        peers = _peers(work, primer[0], triton[0], naive, before and before[0])
         for peer in peers:  # warm every path once
             peer.run(args.concurrency, 1)
         print(
@@ -225,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triton-queue-delay-us", type=int, default=500)
     parser.add_argument("--mnist-model", default=str(ROOT / "models" / "mnist_dnn"))
     parser.add_argument("--out", default=str(ROOT / "reports" / "peers.json"))
+    parser.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="also serve primer-serve from this checkout's code (before_* scenarios)",
+    )
     args = parser.parse_args(argv)
     if not Path(args.peer_python).exists():
         sys.exit(f"{args.peer_python} not found: run `make bench-peers` (it sets up the peer)")
@@ -236,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             if "baseline" in entry
             else ""
         )
+        if "ratios_to_before" in entry:
+            ratio += (
+                f"; to before {entry['median_ratio_to_before']:.3f} "
+                f"(rounds {entry['ratios_to_before']})"
+            )
         print(
             f"  {name:22s} median {entry['median_requests_per_s']:8.1f} req/s  p99 "
             f"{entry['median_p99_ms']:7.2f} ms  errors {entry['errors']}  {ratio}",
@@ -246,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "seconds": args.seconds,
         "triton_max_queue_delay_us": args.triton_queue_delay_us,
+        "baseline_tree": args.baseline_tree,
         "scenarios": comparison,
     }
     out = Path(args.out)

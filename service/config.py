@@ -220,6 +220,11 @@ class EvaluationSettings(BaseModel):
         return self.payload_log_rates.get(model, self.payload_log_rate)
 
 
+_DEFAULT_MODEL_SETTINGS = ModelSettings()
+"""What ``Settings.for_model`` answers for a model with no overrides (built once: it is read
+on every request)."""
+
+
 class Settings(BaseSettings):
     """Server settings. Every field can be set by flag, ``PRIMER_<FIELD>`` env or YAML."""
 
@@ -387,8 +392,9 @@ class Settings(BaseSettings):
         return _FromFile(**explicit)
 
     def for_model(self, name: str) -> ModelSettings:
-        """The settings of one model (its overrides, or the defaults)."""
-        return self.models.get(name, ModelSettings())
+        """The settings of one model (its overrides, or the defaults; not to be mutated)."""
+        settings = self.models.get(name)
+        return _DEFAULT_MODEL_SETTINGS if settings is None else settings
 
     def batching_for(self, name: str) -> BatchingSettings:
         """The batching settings of one model."""

@@ -40,7 +40,7 @@ class Served:
 def class_scores(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
     """A classifier's scores (rows by classes, floating); None for other outputs."""
     for value in outputs.values():
-        if value.ndim == 2 and value.shape[1] > 1 and np.issubdtype(value.dtype, np.floating):
+        if value.ndim == 2 and value.shape[1] > 1 and value.dtype.kind == "f":
             return value
     return None
 

@@ -184,19 +184,11 @@ class InferenceCore:
         metrics = served.metrics
         signature = served.signature(request.signature)
         outputs_wanted = validate.output_names(signature, request.output_filter)
-        served.batcher.admit(validate.claimed_rows(request.inputs))  # shed before decoding
-        inputs, rows = await self._prepare_inputs(served, signature, request.inputs)
+        inputs, rows, missing = await self._prepare_inputs(served, signature, request.inputs)
         preprocess_s = time.monotonic() - started
         metrics.preprocess_duration.observe(preprocess_s)
         outputs, stats = await served.batcher.submit(signature.name, inputs, rows, deadline)
-        lenient = {
-            validate.missing_unit_dims(signature.inputs[name], value)
-            for name, value in validate.named_inputs(
-                served.model, signature, request.inputs
-            ).items()
-            if not validate.is_bytes_array(value) or signature.inputs[name].is_string
-        }
-        if len(lenient) == 1 and (missing := lenient.pop()):  # TF Serving's unit-dim leniency
+        if missing:  # TF Serving's unit-dim leniency
             outputs = validate.drop_unit_dims(outputs, missing)
         metrics.queue_duration.observe(stats.queue_s)
         metrics.inference_duration.observe(stats.inference_s)
@@ -247,17 +239,27 @@ class InferenceCore:
 
     async def _prepare_inputs(
         self, served: ServedVersion, signature: SignatureSpec, inputs: dict[str, np.ndarray]
-    ) -> tuple[dict[str, np.ndarray], int]:
+    ) -> tuple[dict[str, np.ndarray], int, int]:
+        """The inputs checked (images decoded), their rows, and the trailing unit dimensions
+        the request left out (``validate.missing_unit_dims``; 0 unless every numeric input
+        lacks the same number)."""
         named = validate.named_inputs(served.model, signature, inputs)
         image_model = served.card is not None and served.card.image is not None
         prepared = {}
+        missing = set()
+        admitted = False
         for name, value in named.items():
             spec = signature.inputs[name]
             if validate.is_bytes_array(value) and not spec.is_string:
+                if not admitted:  # shed before decoding (submit checks again after it)
+                    served.batcher.admit(validate.claimed_rows(inputs))
+                    admitted = True
                 prepared[name] = await self._decode_images(served, spec, value)
             else:
+                missing.add(validate.missing_unit_dims(spec, value))
                 prepared[name] = validate.conform(served.model, spec, value, image_model)
-        return prepared, validate.row_count(prepared, self._settings.max_rows_per_request)
+        rows = validate.row_count(prepared, self._settings.max_rows_per_request)
+        return prepared, rows, missing.pop() if len(missing) == 1 else 0
 
     async def _decode_images(
         self, served: ServedVersion, spec: TensorSpec, value: np.ndarray

@@ -274,12 +274,12 @@ class ModelManager:
 
     def _records_of(self, model: str) -> list[VersionRecord]:
         """Every known version of a model, newest first (NotFound when there is none)."""
-        try:
-            check_model_name(model)
-        except InvalidModelNameError as exc:
-            raise serving_error(exc) from None
         records = self._records.get(model)
-        if records is None:
+        if records is None:  # a known model's name is valid: the source checked it
+            try:
+                check_model_name(model)
+            except InvalidModelNameError as exc:
+                raise serving_error(exc) from None
             raise ModelNotFoundError(
                 # Triton's wording, which its example clients match on
                 f"Request for unknown model: {model!r} is not found; available models: "

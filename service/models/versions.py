@@ -24,6 +24,7 @@ class ServedVersion:
     metrics: VersionMetrics
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _view: ModelView | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.idle.set()  # no request in flight yet
@@ -37,13 +38,16 @@ class ServedVersion:
         return self.view().signature(name)
 
     def view(self) -> ModelView:
-        return ModelView(
-            self.model,
-            self.version,
-            self.runtime.signatures,
-            self.runtime.signature_defs,
-            self.card,
-        )
+        """What metadata shows of this version (built once: every request reads it)."""
+        if self._view is None:
+            self._view = ModelView(
+                self.model,
+                self.version,
+                self.runtime.signatures,
+                self.runtime.signature_defs,
+                self.card,
+            )
+        return self._view
 
 
 @dataclass(eq=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ from service.errors import ServingError, serving_error
 from service.inference.request import Timing
 from service.logging_setup import REQUEST_ID
 from service.transport.http import server_timing
+from service.transport.request_ids import new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and value.isascii():
             return value[:128]
-    return secrets.token_hex(16)
+    return new_request_id()
 
 
 def send_timing(context: grpc.aio.ServicerContext, timing: Timing) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import secrets
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ from service.errors import (
 from service.inference.request import Timing
 from service.logging_setup import REQUEST_ID, escape
 from service.transport import strict_json
+from service.transport.request_ids import new_request_id
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -209,7 +209,7 @@ class RequestIdMiddleware:
                 request_id = value[:128]
                 break
         if not request_id or not request_id.isascii():
-            request_id = secrets.token_hex(16).encode()
+            request_id = new_request_id().encode()
         scope["request_id"] = request_id.decode("ascii", "replace")
         REQUEST_ID.set(scope["request_id"])  # for log records and the core's access log
 

@@ -52,3 +52,21 @@ def test_both_charts_are_pngs(tmp_path: Path) -> None:
     ):
         with Image.open(chart) as image:
             assert image.format == "PNG" and image.width > 500
+
+
+def test_a_baseline_tree_is_compared_with_triton_and_with_this_tree_per_round() -> None:
+    rows = {
+        **ROWS,
+        "before_tfserving_json": [_row(150), _row(300), _row(140)],
+        "before_v2_binary": [_row(200), _row(195), _row(205)],
+    }
+    comparison = compare(rows)
+    after = comparison["primer_tfserving_json"]
+    assert after["ratios_to_before"] == [2.0, 1.1, 2.0]
+    assert after["median_ratio_to_before"] == 2.0
+    assert comparison["primer_v2_binary"]["ratios_to_before"] == [2.0, 2.0, 2.0]
+    assert "ratios_to_before" not in comparison["primer_v2_json"]  # no before_ twin
+    before = comparison["before_tfserving_json"]
+    assert before["baseline"] == "triton_v2_json"
+    assert before["ratios"] == [1.5, 2.727, 1.0]
+    assert "ratios_to_before" not in before

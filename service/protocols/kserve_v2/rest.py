@@ -255,7 +255,7 @@ class V2Rest:
                 min(timeouts, default=None),
                 PROTOCOL,
             )
-            core_req.metadata = dict(request.headers)
+            core_req.metadata = request.headers
             (header, blobs), timing = await unless_disconnected(
                 request, scope.infer(core_req, encoder(doc.get("id"), outputs, default_binary))
             )

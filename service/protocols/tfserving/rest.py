@@ -60,7 +60,7 @@ _DEFAULT_TOP_K = 5
 
 def _model_in(path: str) -> str:
     """The model name a ``/v1/models/`` path starts with, before the path is validated."""
-    return re.split("[/:]", path, maxsplit=1)[0]
+    return path.partition("/")[0].partition(":")[0]
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class TFServingRest:
                 signature=signature,
                 timeout_s=request_timeout(request),
                 protocol=PROTOCOL,
-                metadata=dict(request.headers),
+                metadata=request.headers,
             )
             encode = encode_predictions if row_format else encode_outputs
             content, timing = await unless_disconnected(request, scope.infer(core_request, encode))
@@ -223,7 +223,7 @@ class TFServingRest:
                 label=target.label,
                 timeout_s=timeout_s,
                 protocol=PROTOCOL,
-                metadata=dict(request.headers),
+                metadata=request.headers,
             )
             classes, result, timing = await unless_disconnected(
                 request, scope.classify(core_request, int(k))
