@@ -95,7 +95,7 @@ class Server:
                 *TFServingRest(self.core, settings).routes(),
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
-                *(ExperimentsRest(self.core).routes() if settings.rollout_control else []),
+                *ExperimentsRest(self.core, settings.rollout_control).routes(),
                 openapi_route(),
                 *ConsoleRest(self.core, self.feedback, self.metrics).routes(),
             ],
