@@ -86,7 +86,7 @@ class Server:
         self.reloader = (
             None
             if settings_loader is None
-            else SettingsReloader(settings_loader, settings, self.manager.poll_once, self.metrics)
+            else SettingsReloader(settings_loader, settings, self._settings_changed, self.metrics)
         )
         token = settings.auth_token
         self.rest_app = build_rest_app(
@@ -112,6 +112,14 @@ class Server:
         self._uvicorn_task: asyncio.Task[None] | None = None
         self.rest_port = settings.rest_port
         self.stopped = asyncio.Event()
+
+    async def _settings_changed(self) -> None:
+        """After a reload: the manager acts on the models' settings, and the evaluation
+        listeners on theirs."""
+        self.feedback.settings_changed()
+        if self.payload_log is not None:
+            self.payload_log.settings_changed()
+        await self.manager.poll_once()
 
     def device_for(self, model: str) -> str:
         """The TensorFlow device a model's versions are placed on."""
