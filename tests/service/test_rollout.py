@@ -239,3 +239,45 @@ def test_the_control_endpoint_pauses_resumes_and_aborts_behind_the_token(tmp_pat
             assert missing.status_code == 404 and "has no rollout" in missing.text
     finally:
         thread.stop()
+
+
+def test_the_baseline_answers_a_candidate_failure_over_grpc_and_v2(tmp_path) -> None:
+    """A rollout in progress at 100%: every routed request goes to the failing candidate 4;
+    the ones it fails are answered by the baseline over TF Serving gRPC and KServe v2 REST,
+    and the response names the version that answered."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    fixtures.rollout_candidates(tmp_path / "models" / "half_plus_two")
+    config = tmp_path / "primer.yaml"
+    config.write_text(
+        (CONFIG % 4).replace("interval_s: 0.4", "interval_s: 600").replace("[25, 50, 100]", "[100]")
+    )
+    thread = reloadable_server(tmp_path / "models", config)
+    try:
+        with grpc.insecure_channel(thread.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            answered = {}
+            for first in (1.0, 13.0):
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "half_plus_two"
+                rows = np.asarray([[first, 2.0, 4.0]], np.float32)
+                request.inputs["x"].CopyFrom(tf.make_tensor_proto(rows))
+                response = stub.Predict(request, timeout=30)
+                answered[first] = (
+                    response.model_spec.version.value,
+                    list(tf.make_ndarray(response.outputs["y"]).ravel()),
+                )
+        assert answered == {1.0: (4, [2.5, 3.0, 4.0]), 13.0: (1, [8.5, 3.0, 4.0])}
+        with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+            tensor = {"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [13, 0, 2]}
+            v2 = client.post("/v2/models/half_plus_two/infer", json={"inputs": [tensor]})
+            assert v2.status_code == 200, v2.text
+            assert v2.json()["model_version"] == "1"
+            assert v2.json()["outputs"][0]["data"] == [8.5, 2.0, 3.0]
+            shown = client.get("/v1/experiments/half_plus_two").json()["rollout"]
+        assert (shown["phase"], shown["candidate_percent"]) == ("running", 100.0)
+        assert shown["retried_on_baseline"] == 2
+    finally:
+        thread.stop()
