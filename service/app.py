@@ -103,7 +103,7 @@ class Server:
         self.reloader = (
             None
             if settings_loader is None
-            else SettingsReloader(settings_loader, settings, self.manager.poll_once, self.metrics)
+            else SettingsReloader(settings_loader, settings, self._settings_changed, self.metrics)
         )
         token = settings.auth_token
         self.rest_app = build_rest_app(
@@ -112,7 +112,7 @@ class Server:
                 *TFServingRest(self.core, settings).routes(),
                 *V2Rest(self.core, settings, self.metrics).routes(),
                 *self.ops.routes(),
-                *(ExperimentsRest(self.core).routes() if settings.rollout_control else []),
+                *ExperimentsRest(self.core, settings.rollout_control).routes(),
                 openapi_route(),
                 *ConsoleRest(self.core, self.feedback, self.metrics).routes(),
             ],
@@ -130,6 +130,14 @@ class Server:
         self._uvicorn_task: asyncio.Task[None] | None = None
         self.rest_port = settings.rest_port
         self.stopped = asyncio.Event()
+
+    async def _settings_changed(self) -> None:
+        """After a reload: the manager acts on the models' settings, and the evaluation
+        listeners on theirs."""
+        self.feedback.settings_changed()
+        if self.payload_log is not None:
+            self.payload_log.settings_changed()
+        await self.manager.poll_once()
 
     def device_for(self, model: str) -> str:
         """The TensorFlow device a model's versions are placed on."""

@@ -9,6 +9,11 @@ that a registered validator refuses changes nothing: the running settings stay, 
 is logged and ``primer_config_reloads_total{outcome="invalid"}`` counts it. Fields that
 only take effect at start (ports, TLS, limits, ...) are reported as needing a restart.
 
+The evaluation settings (payload-log rates, seed, redaction and rotation; feedback window,
+capacity, accuracy window and alert margin; drift windows) are copied field by field onto
+the running ``EvaluationSettings`` object the listeners hold, so they apply to the next
+request; the payload log's folder and queue size are read at start.
+
 It runs every ``poll_interval_s`` (as TF Serving polls its model config file), and on
 demand (``reload``; ``primer-serve`` calls it on SIGHUP).
 """
@@ -22,13 +27,15 @@ from collections.abc import Awaitable, Callable
 import yaml
 from pydantic import ValidationError
 
-from service.config import Settings
+from service.config import EvaluationSettings, Settings
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-RELOADABLE = ("models", "model_paths", "batching", "request_timeout_s", "access_log")
+RELOADABLE = ("models", "model_paths", "batching", "request_timeout_s", "access_log", "evaluation")
 """Settings a reload applies to the running server (batching: to versions loaded after)."""
+EVALUATION_AT_START = ("payload_log_dir", "queue_size")
+"""Evaluation settings only a restart applies (the payload log's writer is built at start)."""
 Validator = Callable[[Settings], None]
 """Raises ``ValueError`` for settings the running server cannot take."""
 
@@ -74,19 +81,29 @@ class SettingsReloader:
                 self._count("invalid")
                 logger.error("settings reload refused, the running settings stay: %s", exc)
                 return False
-            changed = [f for f in RELOADABLE if getattr(fresh, f) != getattr(self._settings, f)]
+            running = self._settings
+            changed = [
+                f
+                for f in RELOADABLE
+                if f != "evaluation" and getattr(fresh, f) != getattr(running, f)
+            ]
+            evaluation = _differences(fresh.evaluation, running.evaluation)
             restart = [
                 f
                 for f in Settings.model_fields
-                if f not in RELOADABLE and getattr(fresh, f) != getattr(self._settings, f)
-            ]
+                if f not in RELOADABLE and getattr(fresh, f) != getattr(running, f)
+            ] + [f"evaluation.{f}" for f in evaluation if f in EVALUATION_AT_START]
+            evaluation = [f for f in evaluation if f not in EVALUATION_AT_START]
             if restart:
                 logger.warning("settings %s changed; they take effect after a restart", restart)
-            if not changed:
+            if not changed and not evaluation:
                 self._count("unchanged")
                 return False
             for name in changed:
-                setattr(self._settings, name, getattr(fresh, name))
+                setattr(running, name, getattr(fresh, name))
+            for name in evaluation:  # in place: the listeners hold this object
+                setattr(running.evaluation, name, getattr(fresh.evaluation, name))
+            changed += [f"evaluation.{f}" for f in evaluation]
             self._count("applied")
             logger.info("settings reloaded: %s changed", changed)
         await self._on_change()
@@ -111,3 +128,8 @@ class SettingsReloader:
 
     def _count(self, outcome: str) -> None:
         self._metrics.config_reloads.labels(outcome).inc()
+
+
+def _differences(fresh: EvaluationSettings, running: EvaluationSettings) -> list[str]:
+    """The evaluation fields whose values differ."""
+    return [f for f in EvaluationSettings.model_fields if getattr(fresh, f) != getattr(running, f)]

@@ -77,6 +77,60 @@ class VersionStatus:
 
 
 @dataclass(frozen=True)
+class RolloutView:
+    """Where a model's canary rollout is (``service.models.rollout``).
+
+    Attributes:
+        candidate: the version rolled out.
+        baseline: the version serving the rest of the traffic.
+        phase: waiting | running | paused | promoted | rolled_back | aborted.
+        candidate_percent: the candidate's share of unversioned requests (0..100).
+        steps: the configured percentages.
+        step: how many steps the candidate has reached (0 before the first).
+        interval_s: time at each step before the gates are checked.
+        reason: why it was rolled back or aborted ('' otherwise).
+        last_gate: the last gate check: 'gates hold' or why one failed ('' before any).
+        retried: requests the candidate failed with a server error that the baseline
+            answered instead (counted against the candidate's error gate).
+    """
+
+    candidate: int
+    baseline: int
+    phase: str
+    candidate_percent: float
+    steps: tuple[float, ...]
+    step: int
+    interval_s: float
+    reason: str
+    last_gate: str
+    retried: int
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    """How a model's unversioned requests are shared between its versions.
+
+    Attributes:
+        model: the model name.
+        shares: each version's share (0..1) of the requests that name no version; the latest
+            AVAILABLE version alone when the model has no split.
+        source: ``rollout``, ``traffic`` (the configured split) or ``latest``.
+        sticky_key: the ``header:<name>`` that keeps a user on one arm, if any.
+        shadow_version: the version requests are mirrored to, if any.
+        shadow_fraction: the share of answered requests mirrored.
+        rollout: the rollout's state, when the model has one.
+    """
+
+    model: str
+    shares: Mapping[int, float]
+    source: str
+    sticky_key: str | None = None
+    shadow_version: int | None = None
+    shadow_fraction: float = 0.0
+    rollout: RolloutView | None = None
+
+
+@dataclass(frozen=True)
 class ModelView:
     """An AVAILABLE version as metadata endpoints describe it.
 
@@ -86,6 +140,7 @@ class ModelView:
         signatures: every serving signature.
         signature_defs: the SavedModel's ``SignatureDef`` protos (TF Serving's metadata).
         card: ``model.json``, when the version ships one.
+        runtime: the runtime serving it (``tensorflow``, ``tflite``, ``onnxruntime``...).
     """
 
     model: str
@@ -93,6 +148,7 @@ class ModelView:
     signatures: Mapping[str, SignatureSpec]
     signature_defs: Mapping[str, Any]
     card: ModelCard | None
+    runtime: str = "tensorflow"
 
     def signature(self, name: str | None = None) -> SignatureSpec:
         """The named signature (``serving_default`` when none is named)."""

@@ -89,6 +89,7 @@ class Feedback:
         self._rows = 0  # predicted rows remembered, bounded by feedback_capacity
         self._forgotten: OrderedDict[str, None] = OrderedDict()
         self._windows: dict[tuple[str, int], _Window] = {}
+        self._test_accuracy: dict[tuple[str, int], float] = {}
 
     def answered(self, event: Answered) -> None:
         """Remember the predicted class of each row (O(1): no I/O)."""
@@ -180,8 +181,21 @@ class Feedback:
 
     def set_test_accuracy(self, model: str, version: int, test_accuracy: float) -> None:
         """Export the live-accuracy alert's floor: test accuracy minus the margin."""
+        self._test_accuracy[(model, version)] = test_accuracy
         floor = test_accuracy - self._settings.accuracy_alert_margin
         self._metrics.live_accuracy_threshold.labels(model, str(version)).set(floor)
+
+    def settings_changed(self) -> None:
+        """Apply reloaded settings: the accuracy window's length (the latest labels kept)
+        and the alert margin (every floor exported again)."""
+        length = self._settings.accuracy_window
+        for (model, version), window in list(self._windows.items()):
+            if window.correct.maxlen != length and window.correct:
+                kept = deque(window.correct, maxlen=length)
+                self._windows[(model, version)] = _Window(kept, sum(kept))
+                self._metrics.live_accuracy.labels(model, str(version)).set(sum(kept) / len(kept))
+        for (model, version), accuracy in self._test_accuracy.items():
+            self.set_test_accuracy(model, version, accuracy)
 
     def accuracy(self, model: str, version: int) -> float | None:
         """The live accuracy of a version, None before its first label."""

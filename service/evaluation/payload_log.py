@@ -94,6 +94,7 @@ class PayloadLog:
         self._metrics = metrics
         self._dir = Path(settings.payload_log_dir)
         self._samplers: dict[str, random.Random] = {}
+        self._seed = settings.payload_log_seed
         self._queue: queue.Queue[Any] = queue.Queue(settings.queue_size)
         self._file_number = 0
         self._thread = threading.Thread(target=self._write_loop, name="payload-log", daemon=True)
@@ -108,6 +109,13 @@ class PayloadLog:
         if sampler is None:
             sampler = self._samplers[model] = random.Random(self._settings.payload_log_seed)
         return sampler.random() < rate
+
+    def settings_changed(self) -> None:
+        """Apply reloaded settings: a new seed starts every model's sampler over (rates,
+        redaction and rotation are read per record)."""
+        if self._settings.payload_log_seed != self._seed:
+            self._seed = self._settings.payload_log_seed
+            self._samplers = {}
 
     def answered(self, event: Answered) -> None:
         """Sample and enqueue a record of ``event``; drop it (counted) if the queue is full."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
@@ -22,8 +22,10 @@ from contract.errors import ContractError
 from contract.preprocessing import preprocess_image, to_input_layout
 from service.config import Settings
 from service.errors import (
+    InternalError,
     InvalidInputError,
     ModelNotFoundError,
+    ModelUnavailableError,
     PayloadTooLargeError,
     ServingError,
     serving_error,
@@ -40,10 +42,18 @@ from service.inference.request import (
 from service.logging_setup import REQUEST_ID
 from service.metrics import Metrics
 from service.models.manager import ModelManager, ServedVersion
-from service.views import ModelView, SignatureSpec, TensorSpec, VersionStatus
+from service.views import (
+    ExperimentView,
+    ModelView,
+    RolloutView,
+    SignatureSpec,
+    TensorSpec,
+    VersionStatus,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class InferenceCore:
@@ -99,9 +109,9 @@ class InferenceCore:
             ServingError: any typed error of the error table.
         """
         scope.started = time.monotonic()
-        async with self._manager.acquire(request.model, self._version(request)) as served:
-            scope.served = served
-            return await self._run(scope, served, request, encode)
+        return await self._on_routed_version(
+            scope, request, lambda served: self._run(scope, served, request, encode)
+        )
 
     async def classify(
         self, scope: RequestScope, request: InferenceRequest, k: int
@@ -111,8 +121,10 @@ class InferenceCore:
         ``request.inputs`` holds the images under ``validate.UNNAMED_INPUT``.
         """
         scope.started = time.monotonic()
-        async with self._manager.acquire(request.model, self._version(request)) as served:
-            scope.served = served
+
+        async def run(
+            served: ServedVersion,
+        ) -> tuple[list[list[ClassScore]], InferenceResult, Timing]:
             card = served.card
             if len(served.signature(None).inputs) != 1 or card is None or card.image is None:
                 raise InvalidInputError(
@@ -136,13 +148,43 @@ class InferenceCore:
                 ], result
 
             (classes, result), timing = await self._run(scope, served, request, top_k)
-        return classes, result, timing
+            return classes, result, timing
+
+        return await self._on_routed_version(scope, request, run)
+
+    async def _on_routed_version(
+        self,
+        scope: RequestScope,
+        request: InferenceRequest,
+        run: Callable[[ServedVersion], Awaitable[R]],
+    ) -> R:
+        """``run`` on the version serving ``request``, held for the call.
+
+        A request the traffic split routed to a rollout candidate that fails with a server
+        error (500, 503) runs once more on the rollout's baseline, within the same deadline;
+        the candidate's error gate still counts the failure (``RolloutController.fallback``).
+        """
+        version = self._version(request)
+        rollouts = self._manager.rollouts
+        routed = request.version is None and request.label is None
+        fallback = rollouts.fallback(request.model, version) if routed and version else None
+        try:
+            async with self._manager.acquire(request.model, version) as served:
+                scope.served = served
+                return await run(served)
+        except (InternalError, ModelUnavailableError) as error:
+            if fallback is None or version is None:
+                raise
+            rollouts.retried(request.model, version, str(error))
+        async with self._manager.acquire(request.model, fallback) as served:
+            scope.served = served
+            return await run(served)
 
     def inflight(self) -> int:
         """Requests in flight now (the shadow mirror sheds its work while this is high)."""
         return self._manager.inflight()
 
-    def rollout(self, model: str, action: str | None = None) -> dict[str, object]:
+    def rollout(self, model: str, action: str | None = None) -> RolloutView:
         """The state of a model's rollout, after ``action`` (pause | resume | abort) if given.
 
         Raises:
@@ -152,18 +194,18 @@ class InferenceCore:
         rollouts = self._manager.rollouts
         if model not in rollouts.states:
             raise ModelNotFoundError(f"model {model[:64]!r} has no rollout")
-        try:
-            state = rollouts.states[model] if action is None else rollouts.control(model, action)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
-        return {
-            "model": model,
-            "candidate": state.settings.candidate,
-            "baseline": state.settings.baseline,
-            "phase": state.phase,
-            "candidate_percent": state.weight,
-            "reason": state.reason,
-        }
+        if action is not None:
+            try:
+                rollouts.control(model, action)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
+        view = rollouts.view(model)
+        assert view is not None
+        return view
+
+    def experiments(self, model: str) -> ExperimentView:
+        """How a model's unversioned requests are shared: split, shadow, rollout."""
+        return self._manager.experiment_view(model)
 
     def _version(self, request: InferenceRequest) -> int | None:
         if request.label is not None:

@@ -33,7 +33,7 @@ from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
 from service.models.rollout import RolloutController
 from service.models.versions import ServedVersion, VersionRecord
-from service.views import VersionState, VersionStatus
+from service.views import ExperimentView, VersionState, VersionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -314,6 +314,13 @@ class ModelManager:
         header = traffic.sticky_header(settings.sticky_key)
         key = metadata.get(header) if header is not None else None
         return traffic.pick(weights, available, key, self._rng)
+
+    def experiment_view(self, model: str) -> ExperimentView:
+        """How the model's unversioned requests are shared (``traffic.experiment_view``)."""
+        self._records_of(model)  # NotFound for a model the repository does not hold
+        latest = max(self._available(model), default=None)
+        rollout = self.rollouts.view(model)
+        return traffic.experiment_view(model, self._settings.for_model(model), rollout, latest)
 
     def _available(self, model: str) -> list[int]:
         return [

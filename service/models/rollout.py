@@ -14,7 +14,12 @@ the candidate served nothing, or had no answer compared when ``min_agreement`` i
 leaves it where it is); at the last step (100) the rollout is
 ``promoted``. As soon as one gate fails the weight goes back to 0 (``rolled_back``) and stays
 there until the rollout settings change. The weight shows in ``primer_rollout_step`` and
-``primer_traffic_weight``, and every move is logged.
+``primer_traffic_weight``, the whole state in ``view`` (the experiments endpoint and the
+console), and every move is logged.
+
+While a rollout is in progress (running or paused) a routed request that the candidate fails
+with a server error is answered by the baseline (``fallback``): the client sees no failure,
+and the failure still counts against the candidate's ``max_error_ratio`` (``retried``).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from dataclasses import dataclass, field
 
 from service.config import RolloutSettings, Settings
 from service.metrics import Metrics
+from service.views import RolloutView
 
 logger = logging.getLogger(__name__)
 SHADOW_PROTOCOL = "shadow"
 FROZEN = ("promoted", "rolled_back", "aborted", "paused")
 """Phases a tick leaves alone."""
 ACTIONS = ("pause", "resume", "abort")
+IN_PROGRESS = ("running", "paused")
+"""Phases in which a candidate's server errors are retried on the baseline."""
 TICK_S = 0.1
 """How often rollouts are looked at (each moves once per its own ``interval_s``)."""
 
@@ -78,6 +86,10 @@ class RolloutState:
     """waiting (candidate not AVAILABLE) | running | paused | promoted | rolled_back |
     aborted."""
     reason: str = ""
+    last_gate: str = ""
+    """The last gate check's outcome: 'gates hold', or why one failed ('' before the first)."""
+    retried: int = 0
+    """Routed requests the candidate failed with a server error that the baseline answered."""
     last_tick: float = 0.0
     candidate_seen: Counts = field(default_factory=Counts)
     baseline_seen: Counts = field(default_factory=Counts)
@@ -85,9 +97,13 @@ class RolloutState:
     """Every (phase, weight) the rollout took, in order."""
 
 
-def snapshot(metrics: Metrics, model: str, version: int, baseline: int) -> Counts:
-    """Cumulative counts of ``version``'s client requests, and its comparisons to baseline."""
-    counts = Counts()
+def snapshot(metrics: Metrics, model: str, version: int, baseline: int, retried: int = 0) -> Counts:
+    """Cumulative counts of ``version``'s client requests, and its comparisons to baseline.
+
+    ``retried`` requests (failed by ``version``, answered by the baseline) count as its
+    failed requests: the client never saw them fail, the gate must.
+    """
+    counts = Counts(requests=float(retried), errors=float(retried))
     label = str(version)
     for family in (*metrics.requests.collect(), *metrics.request_duration.collect()):
         for sample in family.samples:
@@ -151,6 +167,48 @@ class RolloutController:
         rollout = state.settings
         return {rollout.baseline: 100.0 - state.weight, rollout.candidate: state.weight}
 
+    def fallback(self, model: str, version: int) -> int | None:
+        """The version that answers when ``version``, routed by a rollout in progress,
+        fails with a server error: the baseline when ``version`` is the candidate."""
+        state = self.states.get(model)
+        if state is None or state.phase not in IN_PROGRESS:
+            return None
+        return state.settings.baseline if version == state.settings.candidate else None
+
+    def retried(self, model: str, candidate: int, error: str) -> None:
+        """Count a failure of ``candidate`` the baseline answered (``fallback``) against
+        its gate."""
+        state = self.states.get(model)
+        if state is None or state.settings.candidate != candidate:
+            return  # the rollout changed while the request ran: nothing left to gate
+        state.retried += 1
+        logger.warning(
+            "rollout of %s:%d: a request the candidate failed (%s) was answered by %d",
+            model,
+            state.settings.candidate,
+            error[:200],
+            state.settings.baseline,
+        )
+
+    def view(self, model: str) -> RolloutView | None:
+        """Where the rollout of ``model`` is (None when it has none)."""
+        state = self.states.get(model)
+        if state is None:
+            return None
+        rollout = state.settings
+        return RolloutView(
+            candidate=rollout.candidate,
+            baseline=rollout.baseline,
+            phase=state.phase,
+            candidate_percent=state.weight,
+            steps=tuple(rollout.steps),
+            step=sum(1 for step in rollout.steps if step <= state.weight),
+            interval_s=rollout.interval_s,
+            reason=state.reason,
+            last_gate=state.last_gate,
+            retried=state.retried,
+        )
+
     async def run(self) -> None:
         """Tick every ``TICK_S`` until cancelled."""
         while True:
@@ -205,7 +263,9 @@ class RolloutController:
     def _step(self, model: str, state: RolloutState, now: float) -> None:
         rollout = state.settings
         state.last_tick = now
-        candidate = snapshot(self._metrics, model, rollout.candidate, rollout.baseline)
+        candidate = snapshot(
+            self._metrics, model, rollout.candidate, rollout.baseline, state.retried
+        )
         baseline = snapshot(self._metrics, model, rollout.baseline, rollout.candidate)
         if state.phase == "waiting":
             if rollout.candidate not in self._available(model):
@@ -215,6 +275,7 @@ class RolloutController:
         else:
             window = candidate.minus(state.candidate_seen)
             reason = failed_gate(rollout, window, baseline.minus(state.baseline_seen))
+            state.last_gate = reason or "gates hold"
             if reason:
                 state.weight, state.phase, state.reason = 0.0, "rolled_back", reason
             elif window.requests > 0 and (
@@ -230,11 +291,14 @@ class RolloutController:
     def _publish(self, model: str, state: RolloutState, why: str) -> None:
         self._metrics.rollout_step.labels(model).set(state.weight)
         state.history.append((state.phase, state.weight))
+        steps = state.settings.steps
         logger.info(
-            "rollout of %s:%d: %s at %g%% (%s)",
+            "rollout of %s:%d: %s at %g%% (step %d of %d, %s)",
             model,
             state.settings.candidate,
             state.phase,
             state.weight,
+            sum(1 for step in steps if step <= state.weight),
+            len(steps),
             why,
         )

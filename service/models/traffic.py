@@ -14,6 +14,9 @@ import math
 import random
 from collections.abc import Collection, Mapping
 
+from service.config import ModelSettings
+from service.views import ExperimentView, RolloutView
+
 STICKY_PREFIX = "header:"
 """``sticky_key`` names a request header (REST) or gRPC metadata key: ``header:<name>``."""
 
@@ -73,3 +76,30 @@ def pick(
         if point < 0:
             return version
     return arms[-1][0]
+
+
+def experiment_view(
+    model: str, settings: ModelSettings, rollout: RolloutView | None, latest: int | None
+) -> ExperimentView:
+    """How ``model``'s unversioned requests are shared: by its rollout when it has one, else
+    by its ``traffic`` split, else all to the ``latest`` AVAILABLE version."""
+    if rollout is not None:
+        percent = rollout.candidate_percent
+        weights = {rollout.baseline: 100.0 - percent, rollout.candidate: percent}
+        source = "rollout"
+    elif settings.traffic:
+        weights, source = arm_weights(settings.traffic, settings.version_labels), "traffic"
+    else:
+        weights, source = ({} if latest is None else {latest: 1.0}), "latest"
+    total = sum(weights.values())
+    shares = {v: w / total for v, w in sorted(weights.items())} if total > 0 else {}
+    shadow = settings.shadow
+    return ExperimentView(
+        model,
+        shares,
+        source,
+        settings.sticky_key,
+        None if shadow is None else shadow.version,
+        0.0 if shadow is None else shadow.fraction,
+        rollout,
+    )

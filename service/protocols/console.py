@@ -1,5 +1,6 @@
-"""The console: a small page at ``/`` (models, versions, live accuracy, drift, latency, and
-an image upload that shows the top-k) and Swagger UI at ``/docs``.
+"""The console: a small page at ``/`` (models, versions, their runtime and share of the
+traffic split, live accuracy per version, drift, latency, each model's rollout, and an image
+upload that shows the top-k) and Swagger UI at ``/docs``.
 
 Everything is served by the server itself: the page from ``console_assets/`` and Swagger
 UI from the ``swagger-ui-bundle`` package (no CDN). The token rule applies as it does to
@@ -17,14 +18,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from service.errors import ServingError
 from service.evaluation.drift import FEATURES
 from service.evaluation.feedback import Feedback
 from service.inference.core import InferenceCore
 from service.metrics import Metrics
+from service.protocols.experiments import experiment_json
 from service.transport.http import json_response
+from service.views import VersionState
 
 ASSETS = Path(__file__).with_name("console_assets")
-RUNTIME = "tensorflow"
 
 
 class ConsoleRest:
@@ -52,18 +55,20 @@ class ConsoleRest:
         return HTMLResponse(self._docs)
 
     async def summary(self, request: Request) -> Response:
-        models = [
-            {
-                "name": name,
-                "versions": [
-                    self._version(name, s.version, s.state.value) for s in self._core.statuses(name)
-                ],
-            }
-            for name in self._core.model_names()
-        ]
+        models = []
+        for name in self._core.model_names():
+            experiments = experiment_json(self._core.experiments(name))
+            shares = experiments["traffic"]
+            versions = [
+                self._version(name, s.version, s.state, shares.get(str(s.version)))
+                for s in self._core.statuses(name)
+            ]
+            models.append({"name": name, "versions": versions, "experiments": experiments})
         return json_response({"models": models})
 
-    def _version(self, model: str, version: int, state: str) -> dict[str, Any]:
+    def _version(
+        self, model: str, version: int, state: VersionState, share: float | None
+    ) -> dict[str, Any]:
         value = self._metrics.registry.get_sample_value
         labels = {"model": model, "version": str(version)}
         psi = {f: value("primer_drift_psi", {**labels, "feature": f}) for f in FEATURES}
@@ -75,15 +80,24 @@ class ConsoleRest:
             value("primer_request_duration_seconds_sum", {**labels, "protocol": p}) or 0
             for p in _protocols(self._metrics)
         )
+        available = state is VersionState.AVAILABLE
         return {
             "version": version,
-            "state": state,
-            "runtime": RUNTIME,
+            "state": state.value,
+            "runtime": self._runtime(model, version) if available else None,
+            "traffic_share": share,
             "live_accuracy": self._feedback.accuracy(model, version),
             "labelled": int(value("primer_feedback_labelled_total", labels) or 0),
             "drift_psi": psi if psi["pixels"] is not None else None,
             "mean_latency_ms": total / count * 1e3 if count else None,
         }
+
+    def _runtime(self, model: str, version: int) -> str | None:
+        """The runtime serving an AVAILABLE version (None once it is gone)."""
+        try:
+            return self._core.model_view(model, version).runtime
+        except ServingError:  # unloaded since its status was read
+            return None
 
 
 def _protocols(metrics: Metrics) -> set[str]:

@@ -76,6 +76,14 @@ def test_ten_thousand_requests_under_a_90_10_split_land_10_percent_on_the_minor_
     weight = thread.server.metrics.traffic_weight
     assert weight.labels("half_plus_two", "2")._value.get() == pytest.approx(0.1)
     assert weight.labels("half_plus_two", "1")._value.get() == pytest.approx(0.9)
+    with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+        shown = client.get("/v1/experiments/half_plus_two").json()
+    assert (shown["split_by"], shown["sticky_key"], shown["rollout"]) == (
+        "traffic",
+        "header:x-user",
+        None,
+    )
+    assert shown["traffic"] == {"1": pytest.approx(0.9), "2": pytest.approx(0.1)}
 
 
 def test_a_named_version_or_label_gets_exactly_that_version(split) -> None:

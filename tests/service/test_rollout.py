@@ -1,5 +1,7 @@
 """Canary rollouts under load: a good candidate is promoted step by step to 100%, one whose
-outputs differ is rolled back to 0% at the first interval, and no client request fails."""
+outputs differ is rolled back to 0% at the first interval, and so is one that fails 5% of
+requests, whose failures the baseline answers: no client request fails. Load goes over REST on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.inference.request import InferenceRequest
 from tests import fixtures
 from tests.conftest import ServerThread, reloadable_server
 
@@ -44,50 +45,49 @@ def rolling(tmp_path_factory: pytest.TempPathFactory):
 def _load_until(
     thread: ServerThread, candidate: int, phase: str, marked: float = 0.0, limit_s: float = 60
 ) -> tuple[Counter, int]:
-    """Unversioned requests from 8 concurrent clients until the rollout of ``candidate``
-    reaches ``phase``
-    (bounded by ``limit_s``), then 200 more; the versions of those 200, and the failures.
+    """Unversioned REST predicts from 8 concurrent clients until the rollout of
+    ``candidate`` reaches ``phase`` (bounded by ``limit_s``), then 200 more; the versions
+    that served those 200 (``X-Model-Version``), and how many requests failed.
     A ``marked`` share of the requests hold the value 13 (version 4 fails them)."""
-    core = thread.server.core
     rollouts = thread.server.manager.rollouts
     rng = np.random.default_rng(5)
     failures = 0
 
-    async def one() -> int:
+    async def one(client: httpx.AsyncClient) -> int:
         nonlocal failures
         rows = rng.normal(size=(2, 3)).astype(np.float32)
         if rng.random() < marked:
             rows[0, 0] = 13.0
-        request = InferenceRequest("half_plus_two", {"x": rows})
-        try:
-            with core.scope("rollout_test", "half_plus_two") as scope:
-                version, _ = await scope.infer(request, lambda result: result.version)
-        except Exception:
+        response = await client.post(
+            "/v1/models/half_plus_two:predict", json={"instances": rows.tolist()}
+        )
+        if response.status_code != 200:
             failures += 1
             return 0
-        return version
+        return int(response.headers["x-model-version"])
 
-    async def client(stop: asyncio.Event) -> None:
+    async def load(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await one()
+            await one(client)
 
     async def run() -> Counter:
-        stop = asyncio.Event()
-        clients = [asyncio.get_running_loop().create_task(client(stop)) for _ in range(8)]
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            state = rollouts.states.get("half_plus_two")
-            if state and state.settings.candidate == candidate and state.phase == phase:
-                break
-            await asyncio.sleep(0.05)
         nonlocal marked
-        marked = 0.0
-        after = Counter(await asyncio.gather(*(one() for _ in range(200))))
-        stop.set()
-        await asyncio.gather(*clients)
-        return after
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(base_url=thread.rest_url, timeout=60, limits=limits) as client:
+            stop = asyncio.Event()
+            clients = [asyncio.create_task(load(client, stop)) for _ in range(8)]
+            deadline = time.monotonic() + limit_s
+            while time.monotonic() < deadline:
+                state = rollouts.states.get("half_plus_two")
+                if state and state.settings.candidate == candidate and state.phase == phase:
+                    break
+                await asyncio.sleep(0.05)
+            marked = 0.0
+            stop.set()
+            await asyncio.gather(*clients)
+            return Counter(await asyncio.gather(*(one(client) for _ in range(200))))
 
-    after = thread.run(run(), timeout=limit_s + 60)
+    after = asyncio.run(run())
     return after, failures
 
 
@@ -138,7 +138,7 @@ def test_a_candidate_whose_outputs_differ_is_rolled_back_at_the_first_interval(
     assert "rolled_back at 0%" in caplog.text
 
 
-def test_a_candidate_that_fails_5_percent_of_requests_is_rolled_back_at_the_first_interval(
+def test_a_candidate_that_fails_5_percent_of_requests_is_rolled_back_with_no_client_failure(
     rolling, caplog: pytest.LogCaptureFixture
 ) -> None:
     thread, config = rolling
@@ -149,25 +149,52 @@ def test_a_candidate_that_fails_5_percent_of_requests_is_rolled_back_at_the_firs
     state = thread.server.manager.rollouts.states["half_plus_two"]
     moves = _moves(caplog, 4)
     assert (state.phase, state.weight) == ("rolled_back", 0.0), moves
-    assert "error ratio" in state.reason
+    assert "error ratio" in state.reason and state.last_gate == state.reason
     assert after == Counter({1: 200})  # all traffic back on the baseline
     assert _moves_of(state) == [("running", 25), ("rolled_back", 0)], moves
     assert "rolled_back at 0%" in caplog.text
-    # the failures are the candidate's own, while it served its first step, never the
-    # baseline's: every one is counted under version 4
-    failed_on_candidate = sum(
-        thread.server.metrics.requests.labels(
-            "half_plus_two", "4", "rollout_test", code
-        )._value.get()
-        for code in ("INVALID_ARGUMENT", "INTERNAL", "FAILED_PRECONDITION", "UNKNOWN")
-    )
-    assert failures == failed_on_candidate > 0
+    # every request the candidate failed was answered by the baseline: no client saw a
+    # failure, and the candidate's failures are the ones its error gate counted
+    assert failures == 0
+    assert state.retried > 0
+    assert "was answered by 1" in caplog.text
+    client_errors = [
+        sample
+        for family in thread.server.metrics.requests.collect()
+        for sample in family.samples
+        if sample.labels.get("code", "OK") != "OK" and sample.value > 0
+    ]
+    assert client_errors == []
+    with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+        shown = client.get("/v1/experiments/half_plus_two").json()
+    assert shown["split_by"] == "rollout"
+    assert shown["traffic"] == {"1": 1.0, "4": 0.0}
+    rollout = shown["rollout"]
+    assert (rollout["phase"], rollout["candidate"], rollout["step"]) == ("rolled_back", 4, 0)
+    assert rollout["retried_on_baseline"] == state.retried
+    assert rollout["last_gate"].startswith("error ratio")
+
+
+def test_a_request_naming_the_candidate_sees_its_failure(rolling) -> None:
+    """The retry covers routed requests only: a client that names a version gets it."""
+    thread, _ = rolling
+    with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+        answer = client.post(
+            "/v1/models/half_plus_two/versions/4:predict", json={"instances": [[13.0, 0, 0]]}
+        )
+    assert answer.status_code == 500 and "x holds 13" in answer.text
 
 
 def test_the_control_endpoint_is_off_by_default(rolling) -> None:
     thread, _ = rolling
     with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
         assert client.get("/v1/experiments/half_plus_two/rollout").status_code == 404
+        assert client.post("/v1/experiments/half_plus_two/rollout:abort").status_code == 404
+        # the read-only view of the split and the rollout is always served
+        shown = client.get("/v1/experiments/half_plus_two").json()
+        assert shown["split_by"] == "rollout" and shown["rollout"]["baseline"] == 1
+        missing = client.get("/v1/experiments/nothing")
+        assert missing.status_code == 404 and "unknown model" in missing.text
 
 
 def test_the_control_endpoint_pauses_resumes_and_aborts_behind_the_token(tmp_path) -> None:
@@ -192,6 +219,7 @@ def test_the_control_endpoint_pauses_resumes_and_aborts_behind_the_token(tmp_pat
             client.headers["authorization"] = "Bearer s3cret"
             state = client.get(path).json()
             assert (state["candidate"], state["baseline"]) == (2, 1)
+            assert (state["steps"], state["interval_s"]) == ([25, 50, 100], 600)
             assert client.post(path + ":pause").json()["phase"] == "paused"
             conflict = client.post(path + ":pause")
             assert conflict.status_code == 400
@@ -209,5 +237,47 @@ def test_the_control_endpoint_pauses_resumes_and_aborts_behind_the_token(tmp_pat
             assert client.post(path + ":explode").status_code == 400
             missing = client.get("/v1/experiments/nothing/rollout")
             assert missing.status_code == 404 and "has no rollout" in missing.text
+    finally:
+        thread.stop()
+
+
+def test_the_baseline_answers_a_candidate_failure_over_grpc_and_v2(tmp_path) -> None:
+    """A rollout in progress at 100%: every routed request goes to the failing candidate 4;
+    the ones it fails are answered by the baseline over TF Serving gRPC and KServe v2 REST,
+    and the response names the version that answered."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    fixtures.rollout_candidates(tmp_path / "models" / "half_plus_two")
+    config = tmp_path / "primer.yaml"
+    config.write_text(
+        (CONFIG % 4).replace("interval_s: 0.4", "interval_s: 600").replace("[25, 50, 100]", "[100]")
+    )
+    thread = reloadable_server(tmp_path / "models", config)
+    try:
+        with grpc.insecure_channel(thread.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            answered = {}
+            for first in (1.0, 13.0):
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "half_plus_two"
+                rows = np.asarray([[first, 2.0, 4.0]], np.float32)
+                request.inputs["x"].CopyFrom(tf.make_tensor_proto(rows))
+                response = stub.Predict(request, timeout=30)
+                answered[first] = (
+                    response.model_spec.version.value,
+                    list(tf.make_ndarray(response.outputs["y"]).ravel()),
+                )
+        assert answered == {1.0: (4, [2.5, 3.0, 4.0]), 13.0: (1, [8.5, 3.0, 4.0])}
+        with httpx.Client(base_url=thread.rest_url, timeout=30) as client:
+            tensor = {"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [13, 0, 2]}
+            v2 = client.post("/v2/models/half_plus_two/infer", json={"inputs": [tensor]})
+            assert v2.status_code == 200, v2.text
+            assert v2.json()["model_version"] == "1"
+            assert v2.json()["outputs"][0]["data"] == [8.5, 2.0, 3.0]
+            shown = client.get("/v1/experiments/half_plus_two").json()["rollout"]
+        assert (shown["phase"], shown["candidate_percent"]) == ("running", 100.0)
+        assert shown["retried_on_baseline"] == 2
     finally:
         thread.stop()

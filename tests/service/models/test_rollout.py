@@ -68,3 +68,41 @@ def test_a_candidate_moves_only_when_available_and_serving_and_controls_apply() 
         controller.control("m", "pause")
     controller.control("m", "abort")
     assert (state.phase, controller.weights("m")) == ("aborted", {1: 100.0, 2: 0.0})
+
+
+def test_retried_failures_of_the_candidate_fail_its_error_gate() -> None:
+    """A failure the baseline answered counts as a failed candidate request: with requests
+    all OK in the metrics, the retries alone roll the candidate back."""
+    rollout = _rollout(max_error_ratio=0.02)
+    settings = Settings(models={"m": {"rollout": rollout.model_dump()}})
+    metrics = Metrics()
+    controller = RolloutController(settings, metrics, lambda model: [1, 2])
+    controller.tick(now=10)
+    assert controller.fallback("m", 2) == 1  # running: the candidate falls back
+    assert controller.fallback("m", 1) is None  # the baseline has nothing to fall back to
+    for _ in range(97):
+        metrics.requests.labels("m", "2", "rest", "OK").inc()
+    for _ in range(3):
+        controller.retried("m", 2, "InternalError: boom")
+    controller.retried("m", 7, "a request of an earlier rollout")  # not this candidate
+    controller.tick(now=20)
+    state = controller.states["m"]
+    assert (state.phase, state.weight, state.retried) == ("rolled_back", 0.0, 3)
+    assert state.reason == state.last_gate == "error ratio 0.030 > 0.02"
+    assert controller.fallback("m", 2) is None  # no rollout in progress any more
+    view = controller.view("m")
+    assert view is not None and (view.phase, view.step, view.retried) == ("rolled_back", 0, 3)
+
+
+def test_the_view_tells_the_step_reached_and_the_last_gate() -> None:
+    settings = Settings(models={"m": {"rollout": _rollout(max_error_ratio=0.5).model_dump()}})
+    metrics = Metrics()
+    controller = RolloutController(settings, metrics, lambda model: [1, 2])
+    controller.tick(now=10)
+    assert controller.view("m").step == 1 and controller.view("m").last_gate == ""
+    metrics.requests.labels("m", "2", "rest", "OK").inc()
+    controller.tick(now=20)
+    view = controller.view("m")
+    assert (view.phase, view.step, view.candidate_percent) == ("promoted", 2, 100.0)
+    assert view.last_gate == "gates hold" and view.steps == (10.0, 100.0)
+    assert controller.view("other") is None
