@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from service.config import RolloutSettings, Settings
+from service.config import Settings
+from service.experiment_settings import RolloutSettings
 from service.metrics import Metrics
 from service.views import RolloutView
 

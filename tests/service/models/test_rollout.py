@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from service.config import RolloutSettings, Settings
+from service.config import Settings
+from service.experiment_settings import RolloutSettings
 from service.metrics import Metrics
 from service.models.rollout import Counts, RolloutController, failed_gate
 
