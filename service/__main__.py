@@ -98,10 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, yaml.YAMLError) as exc:
         print(f"primer-serve: invalid settings: {exc}", file=sys.stderr)
         return 2
-    if settings.memory_mode == "frugal":  # before TensorFlow loads (docs/memory.md)
-        from service import process_defaults
+    from service import process_defaults
 
-        process_defaults.apply()
+    process_defaults.apply(settings.memory_mode)  # before TensorFlow loads (docs/memory.md)
     import uvloop
 
     from service.app import Server
