@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--memory-mode",
         choices=["throughput", "frugal"],
-        help="frugal: give an unloaded version's memory back, at a cost to convolutional "
-        "models' speed (default: throughput; docs/memory.md)",
+        help="frugal: oneDNN off, the least memory, slower convolutional models "
+        "(default: throughput; both give an unloaded version's memory back; docs/memory.md)",
     )
     return parser
 
