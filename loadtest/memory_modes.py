@@ -5,7 +5,8 @@ first and idle while another is measured. Every round drives each variant in tur
 (JPEG as b64, closed loop), starting one variant later than the round before, so a load
 that other processes put on the machine spreads over all variants alike. Reported:
 requests/s per round, each variant's per-round ratio to the first variant and the median
-ratio, and each server's RSS after its last round.
+ratio, the minor page faults per request of each round, and each server's RSS after its
+last round.
 
     python -m loadtest.memory_modes --rounds 4 \\
         --variant 'throughput={}' \\
@@ -69,6 +70,12 @@ def rss_mib(pid: int) -> int:
     return 0
 
 
+def minor_faults(pid: int) -> int:
+    """The process's minor page faults so far (``/proc/<pid>/stat``, field 10)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
 def serve(
     stack: contextlib.ExitStack, repo: Path, work: Path, name: str, spec: dict[str, Any]
 ) -> tuple[str, int]:
@@ -111,14 +118,18 @@ def main(argv: list[str] | None = None) -> None:
         for url, _ in servers.values():  # one short warm round, not counted
             run_wrk(url, body, concurrency=args.concurrency, seconds=3)
         rates: dict[str, list[float]] = {name: [] for name in servers}
+        faults: dict[str, list[int]] = {name: [] for name in servers}
         names = list(servers)
         for round_ in range(args.rounds):  # each round starts one variant later
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-                url = servers[name][0]
+                url, pid = servers[name]
+                before = minor_faults(pid)
                 result = run_wrk(url, body, concurrency=args.concurrency, seconds=args.seconds)
                 rates[name].append(round(result.requests_per_s, 2))
+                faults[name].append(round((minor_faults(pid) - before) / max(result.requests, 1)))
                 print(
-                    f"round {round_ + 1} {name}: {rates[name][-1]} req/s ({result.errors} errors)",
+                    f"round {round_ + 1} {name}: {rates[name][-1]} req/s, {faults[name][-1]} page"
+                    f" faults per request ({result.errors} errors)",
                     flush=True,
                 )
         rss = {name: rss_mib(pid) for name, (_, pid) in servers.items()}
@@ -133,12 +144,19 @@ def main(argv: list[str] | None = None) -> None:
             for name, values in rates.items()
         },
         "rss_mib": rss,
+        "page_faults_per_request": faults,
     }
     report["median_ratio"] = {n: statistics.median(r) for n, r in report["ratio_to_first"].items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(
-        json.dumps({k: report[k] for k in ("ratio_to_first", "median_ratio", "rss_mib")}, indent=2)
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("ratio_to_first", "median_ratio", "rss_mib", "page_faults_per_request")
+            },
+            indent=2,
+        )
     )
 
 
