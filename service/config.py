@@ -254,10 +254,11 @@ class Settings(BaseSettings):
     memory_mode: MemoryMode = "throughput"
     """Both modes give an unloaded version's memory back (10 VGG16 swaps settle within 3%).
     ``throughput`` keeps TensorFlow's oneDNN kernels, with their buffers from malloc
-    instead of oneDNN's pool (which never shrinks), and maps each variable on its own
-    while a version loads. ``frugal`` turns oneDNN off and maps every large tensor on its
-    own: the least memory while serving, and faster small dense models, but convolutional
-    models run at about a third of the speed on this project's CPU (docs/memory.md).
+    instead of oneDNN's pool (which never shrinks; about 7% faster on ResNet50), and maps
+    each variable on its own while a version loads. ``frugal`` turns oneDNN off and maps
+    every large tensor on its own: the least memory while serving, and faster small dense
+    models, but convolutional models run at about a third of the speed on this project's
+    CPU (docs/memory.md).
     Read at start only."""
     memory_footprint_factor: float = Field(1.2, gt=0)
     """A version's estimated memory = its variables' size on disk times this factor (measured:
