@@ -254,7 +254,7 @@ class Settings(BaseSettings):
     memory_mode: MemoryMode = "throughput"
     """Both modes give an unloaded version's memory back (10 VGG16 swaps settle within 3%).
     ``throughput`` keeps TensorFlow's oneDNN kernels, with their buffers from malloc
-    instead of oneDNN's pool (which never shrinks; about 7% faster on ResNet50), and maps
+    instead of oneDNN's pool (which never shrinks; about 10% faster on ResNet50), and maps
     each variable on its own while a version loads. ``frugal`` turns oneDNN off and maps
     every large tensor on its own: the least memory while serving, and faster small dense
     models, but convolutional models run at about a third of the speed on this project's
