@@ -5,7 +5,9 @@ scratch folder, never into the repository. ``primer-serve`` serves a copy as ver
 each swap then publishes the next version (a copy renamed into place, as an export does)
 and waits until it is AVAILABLE and the old one is gone. The server's ``VmRSS`` is sampled
 every 100 ms the whole time. Reported, as ratios to the steady state after the first load:
-each swap's peak, and the RSS it settles at.
+each swap's peak, and the RSS it settles at. With ``--load``, the steady state is measured
+with the client predicting too, as every later sample is: a serving process holds its
+activations' buffers (malloc keeps freed heap pages for the next request).
 
 Options run the same swaps under another environment (``--env TF_ENABLE_ONEDNN_OPTS=1`` to
 compare allocators), another swap policy, or a memory budget; ``--load`` keeps a client
@@ -174,8 +176,10 @@ def measure(args: argparse.Namespace, source: Path, work: Path) -> dict[str, Any
     body = json.dumps({"instances": [{"b64": args.image_b64}]}).encode()
     swaps: list[dict[str, Any]] = []
     with running(command, rest, env=env, timeout=600) as process, RssSampler(process.pid) as rss:
-        steady = settle(rss, 5)
+        steady_idle = steady = settle(rss, 5)
         with client_load(url, body) if args.load else _no_load() as counts:
+            if args.load:  # the steady state of a serving process: its buffers in use too
+                steady = settle(rss, 10)
             for version in range(2, args.swaps + 2):
                 started = time.monotonic()
                 publish(source, repo, version)
@@ -199,6 +203,7 @@ def measure(args: argparse.Namespace, source: Path, work: Path) -> dict[str, Any
     return {
         "env": env,
         "config": args.config,
+        "steady_idle_mib": steady_idle >> 20,
         "steady_mib": steady >> 20,
         "swaps": swaps,
         "max_peak_ratio": max(s["peak_ratio"] for s in swaps),

@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--memory-mode",
         choices=["throughput", "frugal"],
-        help="frugal: give an unloaded version's memory back, at a cost to convolutional "
-        "models' speed (default: throughput; docs/memory.md)",
+        help="frugal: oneDNN off, the least memory, slower convolutional models "
+        "(default: throughput; both give an unloaded version's memory back; docs/memory.md)",
     )
     return parser
 
@@ -115,10 +115,9 @@ def serve(
 
     ``server_options`` go to ``service.app.Server`` (reload interval, metrics path).
     """
-    if settings.memory_mode == "frugal":  # before TensorFlow loads (docs/memory.md)
-        from service import process_defaults
+    from service import process_defaults
 
-        process_defaults.apply()
+    process_defaults.apply(settings.memory_mode)  # before TensorFlow loads (docs/memory.md)
     import uvloop
 
     from service.app import Server

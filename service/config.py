@@ -212,11 +212,13 @@ class Settings(BaseSettings):
     version that would exceed it is refused (RESOURCE_EXHAUSTED in its status) and the
     serving version keeps serving. None: no process budget."""
     memory_mode: MemoryMode = "throughput"
-    """``throughput`` keeps TensorFlow's oneDNN kernels and their pooling allocator, which
-    never returns memory: after a swap the process stays at its two-copy peak. ``frugal``
-    turns oneDNN off and maps large tensors on their own, so an unload gives its memory
-    back (10 VGG16 swaps settle within 2.5%), at a cost measured on this CPU of 40% of
-    ResNet50's served throughput, while small dense models run faster (docs/memory.md).
+    """Both modes give an unloaded version's memory back (10 VGG16 swaps settle within 3%).
+    ``throughput`` keeps TensorFlow's oneDNN kernels, with their buffers from malloc
+    instead of oneDNN's pool (which never shrinks; about 10% faster on ResNet50), and maps
+    each variable on its own while a version loads. ``frugal`` turns oneDNN off and maps
+    every large tensor on its own: the least memory while serving, and faster small dense
+    models, but convolutional models run at about a third of the speed on this project's
+    CPU (docs/memory.md).
     Read at start only."""
     memory_footprint_factor: float = Field(1.2, gt=0)
     """A version's estimated memory = its variables' size on disk times this factor (measured:

@@ -1,17 +1,20 @@
-"""The ``frugal`` memory mode: process-wide settings applied before TensorFlow loads.
+"""Process-wide memory settings for each ``memory_mode``, applied before TensorFlow loads.
 
-Both keep a version swap from leaving the process larger than before (docs/memory.md):
+Both modes give an unloaded version's memory back (docs/memory.md):
 
-- oneDNN's CPU allocator pools every tensor buffer in a BFC arena that never shrinks, so
-  an unloaded version's variables stay resident for the life of the process. With
-  oneDNN's optimizations off (``TF_ENABLE_ONEDNN_OPTS=0``), TensorFlow allocates through
-  malloc. Measured on this project's CPU host, small dense models run faster and
-  convolutional ones slower (Eigen's kernels instead of oneDNN's).
+- oneDNN's CPU allocator pools every large tensor buffer in a BFC arena that never shrinks,
+  so an unloaded version's variables would stay resident for the life of the process.
+  ``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` (``throughput``) keeps oneDNN's kernels but takes
+  their buffers from malloc; ``TF_ENABLE_ONEDNN_OPTS=0`` (``frugal``) turns oneDNN off.
 - glibc raises its mmap threshold as large blocks are freed, after which variables land in
-  heap arenas that fragment and are never returned. A fixed threshold of 1 MiB keeps every
-  large tensor (weights, big activations) in its own mapping, given back on free, while
-  small tensors stay on the heap; large activations then pay page faults on every call.
-  ``TF_ENABLE_ONEDNN_OPTS`` and ``MALLOC_MMAP_THRESHOLD_`` in the environment win.
+  heap arenas that fragment. While a version loads, the threshold is 1 MiB, so each of its
+  variables gets a mapping of its own, given back on free (``models.memory.loading``).
+  While serving, ``throughput`` raises it to 32 MiB (glibc's own ceiling) and trims the
+  heap only above 64 MiB, so activations reuse heap pages instead of faulting in fresh
+  mappings on every call; ``frugal`` stays at 1 MiB.
+
+``TF_ONEDNN_USE_SYSTEM_ALLOCATOR``, ``TF_ENABLE_ONEDNN_OPTS`` and ``MALLOC_MMAP_THRESHOLD_``
+in the environment win over these.
 """
 
 from __future__ import annotations
@@ -20,28 +23,78 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from dataclasses import dataclass, field
 
-ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "0"}
-MMAP_THRESHOLD_BYTES = 1 << 20
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters
+_M_MMAP_THRESHOLD = -3
+MIB = 1 << 20
 
 
-def apply() -> bool:
-    """Apply the defaults; False, changing nothing, once TensorFlow is already imported."""
+@dataclass(frozen=True)
+class MemoryDefaults:
+    """One mode's settings: environment for TensorFlow, and glibc's thresholds."""
+
+    environment: dict[str, str] = field(default_factory=dict)
+    loading_mmap_threshold: int = MIB
+    """While a version loads: every variable of this size or more is mapped on its own."""
+    serving_mmap_threshold: int = MIB
+    serving_trim_threshold: int | None = None
+    """Free heap above this is returned on ``free`` (None: glibc's default)."""
+
+
+MODES = {
+    "throughput": MemoryDefaults(
+        {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1"},
+        serving_mmap_threshold=32 * MIB,
+        serving_trim_threshold=64 * MIB,
+    ),
+    "frugal": MemoryDefaults({"TF_ENABLE_ONEDNN_OPTS": "0"}),
+}
+
+_applied: list[MemoryDefaults] = []  # what apply() set; the C library's state is process-wide
+
+
+def apply(mode: str) -> bool:
+    """Apply ``mode``'s defaults; False, changing nothing, once TensorFlow is imported."""
     if "tensorflow" in sys.modules:
         return False
-    for name, value in ENVIRONMENT.items():
+    defaults = MODES[mode]
+    for name, value in defaults.environment.items():
         os.environ.setdefault(name, value)
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        set_mmap_threshold(MMAP_THRESHOLD_BYTES)
+        _applied[:] = [defaults]
+        serve()
     return True
+
+
+def applied() -> MemoryDefaults | None:
+    """The thresholds ``apply`` chose, or None when it set none (or was never called)."""
+    return _applied[0] if _applied else None
+
+
+def load() -> None:
+    """Enter a version's load: large blocks get mappings of their own."""
+    if defaults := applied():
+        set_mmap_threshold(defaults.loading_mmap_threshold)
+
+
+def serve() -> None:
+    """Back to serving: the mode's serving thresholds."""
+    if defaults := applied():
+        set_mmap_threshold(defaults.serving_mmap_threshold)
+        if defaults.serving_trim_threshold is not None:
+            _mallopt(_M_TRIM_THRESHOLD, defaults.serving_trim_threshold)
 
 
 def set_mmap_threshold(size: int) -> bool:
     """glibc's ``mallopt(M_MMAP_THRESHOLD, size)``; False on another C library."""
+    return _mallopt(_M_MMAP_THRESHOLD, size)
+
+
+def _mallopt(parameter: int, value: int) -> bool:
     name = ctypes.util.find_library("c")
     try:
         mallopt = ctypes.CDLL(name).mallopt if name else None
     except (OSError, AttributeError):
         mallopt = None
-    return bool(mallopt and mallopt(_M_MMAP_THRESHOLD, size))
+    return bool(mallopt and mallopt(parameter, value))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from contract.layout import MODEL_CARD_PATH
 from contract.model_card import ModelCard, parse_model_card
-from service.models import storage
+from service.models import memory, storage
 from service.models.runtime import Runtime, SavedModelRuntime
 from service.models.session_runtime import SessionRuntime, is_tf1_saved_model
 from service.models.warmup import warm_up
@@ -52,10 +52,11 @@ def load_version(path: str, device: str, batch_sizes: Iterable[int]) -> LoadedMo
             it as the version's FAILED status.
     """
     card = read_card(path)
-    runtime = open_runtime(path, device)
-    try:
-        warmed = warm_up(runtime, path, batch_sizes)
-    except BaseException:
-        runtime.close()
-        raise
+    with memory.loading():
+        runtime = open_runtime(path, device)
+        try:
+            warmed = warm_up(runtime, path, batch_sizes)
+        except BaseException:
+            runtime.close()
+            raise
     return LoadedModel(runtime, card, warmed)

@@ -1,5 +1,8 @@
 """Process memory around loads and unloads: the Python heap, the C heap, and footprints.
 
+While a version loads, glibc maps each large block on its own (``loading``), so its
+variables never settle into heap arenas that an unload could not shrink.
+
 A loaded graph holds many long-lived Python objects. After a load they are moved out of the
 garbage collector's sight (``gc.freeze``), so collections stop rescanning them on the hot
 path; after an unload the heap is unfrozen and collected so the old version's objects go,
@@ -16,10 +19,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
+from service import process_defaults
 from service.models import storage
 
 
@@ -35,6 +39,17 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _malloc_trim()
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """While a version loads, each of its large variables is mapped on its own, so that
+    unloading it gives the pages back; serving thresholds resume after (process_defaults)."""
+    process_defaults.load()
+    try:
+        yield
+    finally:
+        process_defaults.serve()
 
 
 def after_load() -> None:
