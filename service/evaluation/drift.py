@@ -1,12 +1,15 @@
 """Drift and out-of-distribution detection against the reference profile written at export.
 
-Per version, the listener keeps the profile's three histograms (preprocessed pixel
-intensities, predicted classes, maximum softmax) over a sliding window of the last
-``drift_window`` rows and exports the PSI of each against the reference as
-``primer_drift_psi{model,version,feature}``. Each answered row's out-of-distribution score
-(``contract.reference_profile.ood_score``) goes into ``primer_ood_score``. Versions
-without a profile (or on a remote filesystem) have no drift metrics; the OOD score needs
-none.
+The listener only hands each answered event to the ``drift`` lane of the side-work executor
+(``service.inference.side_work``); the histograms are computed there, in bulk, while the
+server is not busy. Under saturation the lane sheds, so the windows then see a sample of the
+traffic (``primer_side_work_items_total{kind="drift"}`` counts what was done and shed).
+Per version it keeps the profile's three histograms (preprocessed pixel intensities,
+predicted classes, maximum softmax) over a sliding window of the last ``drift_window`` rows
+and exports the PSI of each against the reference as
+``primer_drift_psi{model,version,feature}``. Each observed row's out-of-distribution score
+(``contract.reference_profile.ood_score``) goes into ``primer_ood_score``. Versions without a
+profile (or on a remote filesystem) have no drift metrics; the OOD score needs none.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import numpy as np
 from contract.reference_profile import (
     CONFIDENCE_EDGES,
     ReferenceProfile,
-    histogram,
     ood_score,
     psi,
     read_profile,
@@ -29,10 +31,21 @@ from contract.reference_profile import (
 from service.config import EvaluationSettings
 from service.evaluation.feedback import class_scores
 from service.inference.events import Answered
+from service.inference.side_work import Lane, SideWork
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 FEATURES = ("pixels", "classes", "confidence")
+KIND = "drift"
+LANE_CAPACITY = 4096
+"""Answered events waiting for the histograms at most (each holds its arrays alive)."""
+
+
+def held_bytes(event: Answered) -> int:
+    """The bytes of the arrays an event keeps alive while it waits."""
+    return sum(a.nbytes for a in event.inputs.values()) + sum(
+        a.nbytes for a in event.outputs.values()
+    )
 
 
 @dataclass
@@ -60,13 +73,24 @@ class DriftMonitor:
     """The listener exporting PSI gauges and the OOD histogram (see the module docstring).
 
     Args:
-        settings: window sizes.
+        settings: window sizes and the side-work load threshold.
         metrics: the metric catalogue.
         model_base_path: the repository root, where the profiles are read from.
+        side_work: the executor that computes the histograms.
     """
 
-    def __init__(self, settings: EvaluationSettings, metrics: Metrics, model_base_path: str):
+    def __init__(
+        self,
+        settings: EvaluationSettings,
+        metrics: Metrics,
+        model_base_path: str,
+        side_work: SideWork,
+    ) -> None:
         self._settings = settings
+        self._limit = settings.drift_window
+        self._lane: Lane[Answered] = side_work.add(
+            Lane(KIND, LANE_CAPACITY, self._observe, settings.max_inflight, weigh=held_bytes)
+        )
         self._metrics = metrics
         self._base = Path(model_base_path)
         self._windows: dict[tuple[str, int], _Window | None] = {}
@@ -84,25 +108,49 @@ class DriftMonitor:
         return self._windows[key]
 
     def answered(self, event: Answered) -> None:
-        """Observe OOD scores, slide the window, set the PSI gauges."""
-        scores = class_scores(event.outputs)
-        if scores is None:
-            return
-        version = str(event.version)
-        histogram_metric = self._metrics.ood_score.labels(event.model, version)
-        for score in ood_score(scores):
-            histogram_metric.observe(float(score))
-        window = self._window(event.model, event.version)
-        if window is None or len(event.inputs) != 1:
-            return
+        """Queue ``event`` for the side-work thread (O(1); shed, counted, when full)."""
+        self._lane.offer(event)
+
+    def _observe(self, events: list[Answered]) -> None:
+        """Side-work thread: OOD scores and window histograms of a bulk of events."""
+        groups: dict[tuple[str, int], list[tuple[Answered, np.ndarray]]] = {}
+        for event in events:
+            scores = class_scores(event.outputs)
+            if scores is not None:
+                groups.setdefault((event.model, event.version), []).append((event, scores))
+        for (model, version), group in groups.items():
+            histogram_metric = self._metrics.ood_score.labels(model, str(version))
+            for score in ood_score(np.concatenate([scores for _, scores in group])).tolist():
+                histogram_metric.observe(score)
+            window = self._window(model, version)
+            if window is not None:
+                self._slide(model, version, window, group)
+
+    def _slide(
+        self,
+        model: str,
+        version: int,
+        window: _Window,
+        group: list[tuple[Answered, np.ndarray]],
+    ) -> None:
         profile = window.profile
-        (pixels,) = event.inputs.values()
+        single = [(event, scores) for event, scores in group if len(event.inputs) == 1]
+        if not single:
+            return
+        pixels = [next(iter(event.inputs.values())) for event, _ in single]
+        scores = [scores for _, scores in single]
+        rows = np.array([len(s) for s in scores])
         counts = {
-            "pixels": histogram(pixels, np.asarray(profile.pixel_edges)),
-            "classes": np.bincount(np.argmax(scores, axis=1), minlength=len(profile.classes)),
-            "confidence": histogram(np.max(scores, axis=1), self._confidence_edges),
+            "pixels": bulk_histogram(pixels, np.asarray(profile.pixel_edges)),
+            "classes": _per_owner(
+                np.concatenate([np.argmax(s, axis=1) for s in scores]), rows, len(profile.classes)
+            ),
+            "confidence": bulk_histogram(
+                [np.max(s, axis=1) for s in scores], self._confidence_edges
+            ),
         }
-        window.add(len(scores), counts, self._settings.drift_window)
+        for index, count in enumerate(rows.tolist()):
+            window.add(count, {name: value[index] for name, value in counts.items()}, self._limit)
         if window.rows < self._settings.drift_min_rows:
             return
         references = {
@@ -112,4 +160,21 @@ class DriftMonitor:
         }
         for feature in FEATURES:
             value = psi(np.asarray(references[feature]), window.sums[feature])
-            self._metrics.drift_psi.labels(event.model, version, feature).set(value)
+            self._metrics.drift_psi.labels(model, str(version), feature).set(value)
+
+
+def bulk_histogram(arrays: list[np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """``contract.reference_profile.histogram`` of each array at once: one row of counts each."""
+    sizes = np.array([a.size for a in arrays])
+    values = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+    inner = np.clip(values, edges[0], edges[-1])
+    bins = len(edges) - 1  # np.histogram's bins: [e_i, e_i+1), the last one closed
+    index = np.clip(np.searchsorted(edges, inner, side="right") - 1, 0, bins - 1)
+    return _per_owner(index, sizes, bins)
+
+
+def _per_owner(index: np.ndarray, sizes: np.ndarray, bins: int) -> np.ndarray:
+    """Counts of ``index`` (bin per value) per owner, owners holding ``sizes`` values each."""
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    flat = np.bincount(owner * bins + index, minlength=len(sizes) * bins)
+    return flat.reshape(len(sizes), bins).astype(np.int64)
