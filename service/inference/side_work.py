@@ -3,10 +3,11 @@
 Shadow mirrors, payload-log records and drift histograms are side work; none of it may delay
 a client. A listener hands its work to a ``Lane`` on the event loop in O(1) (a reference
 appended to a bounded deque: no copy, no serialization, no hashing). One thread, the
-``SideWork`` executor, runs every lane in bulk, and only while the load (client requests in
-flight) is below the lane's threshold; otherwise the work waits. A full lane sheds what comes
-next. Both outcomes are counted per lane: ``primer_side_work_items_total{kind,outcome}``
-with ``done`` and ``shed``. Under saturation nearly all side work is shed, by design:
+``SideWork`` executor, runs every lane in bulk, and only while the server is quiet: the
+event loop was found idle twice in a row (not running Python: see ``_loop_idle``) and
+fewer client requests than the lane's threshold are in flight. Otherwise the work waits.
+A full lane sheds what comes next. Both outcomes are counted per lane:
+``primer_side_work_items_total{kind,outcome}`` with ``done`` and ``shed``. Under saturation nearly all side work is shed, by design:
 clients first.
 
 Why one thread, and neither the loop nor a pool: all of this holds the GIL for part of its
@@ -33,6 +34,10 @@ BUSY_POLL_S = 0.005
 """While the load is at a lane's threshold, the worker looks again after this long."""
 IDLE_POLL_S = 0.1
 """With nothing to do, the worker still wakes this often (to notice ``close``)."""
+QUIET_LOOKS = 2
+"""Consecutive looks, ``BUSY_POLL_S`` apart, that must find the loop idle before work runs."""
+GIL_WAIT_S = 0.001
+"""Waiting longer than this for the GIL means another thread is busy running Python."""
 MAX_LANE_BYTES = 64 * 1024 * 1024
 """The arrays a lane's waiting items may hold alive at most, by default."""
 OVERLOADED = 1 << 30
@@ -191,6 +196,16 @@ class SideWork:
         self.wake()
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join, timeout)
 
+    @staticmethod
+    def _loop_idle() -> bool:
+        """Whether no other thread (above all the event loop) is running Python now: this
+        thread gives up the GIL and times how long it waits to get it back (about the
+        interpreter's 5 ms switch interval while the loop is busy, microseconds when it
+        waits for sockets)."""
+        started = time.perf_counter()
+        time.sleep(0)
+        return time.perf_counter() - started < GIL_WAIT_S
+
     def _load_now(self) -> int:
         try:
             return self._load()
@@ -198,11 +213,13 @@ class SideWork:
             return OVERLOADED
 
     def _work(self) -> None:
+        quiet = 0  # consecutive looks that found the event loop idle
         while True:
             self._wake.wait(IDLE_POLL_S)
             self._wake.clear()
             while any(len(lane) for lane in self._lanes):
-                if not self._run_ready(self._lanes, self._load_now()):
+                quiet = quiet + 1 if self._loop_idle() else 0
+                if quiet < QUIET_LOOKS or not self._run_ready(self._lanes, self._load_now()):
                     time.sleep(BUSY_POLL_S)  # clients first: look again shortly
             with self._settled:
                 self._settled.notify_all()
