@@ -4,11 +4,12 @@ Shadow mirrors, payload-log records and drift histograms are side work; none of 
 a client. A listener hands its work to a ``Lane`` on the event loop in O(1) (a reference
 appended to a bounded deque: no copy, no serialization, no hashing). One thread, the
 ``SideWork`` executor, runs every lane in bulk, and only while the server is quiet: the
-event loop was found idle twice in a row (not running Python: see ``_loop_idle``) and
-fewer client requests than the lane's threshold are in flight. Otherwise the work waits.
-A full lane sheds what comes next. Both outcomes are counted per lane:
-``primer_side_work_items_total{kind,outcome}`` with ``done`` and ``shed``. Under saturation nearly all side work is shed, by design:
-clients first.
+event loop was found idle three times in a row (not running Python: see ``_loop_idle``) and
+fewer client requests than the lane's threshold are in flight. Otherwise the work waits;
+and it takes at most a fifth of the time (``DUTY``). A full lane sheds what comes next.
+Both outcomes are counted per lane: ``primer_side_work_items_total{kind,outcome}`` with
+``done`` and ``shed``. Under saturation nearly all side work is shed, by design: clients
+first.
 
 Why one thread, and neither the loop nor a pool: all of this holds the GIL for part of its
 time. On the loop it adds to every request's latency; several threads would contend with the
@@ -34,7 +35,10 @@ BUSY_POLL_S = 0.005
 """While the load is at a lane's threshold, the worker looks again after this long."""
 IDLE_POLL_S = 0.1
 """With nothing to do, the worker still wakes this often (to notice ``close``)."""
-QUIET_LOOKS = 2
+DUTY = 0.2
+"""Side work rests after each bulk for four times as long as the bulk took."""
+MAX_REST_S = 0.5
+QUIET_LOOKS = 3
 """Consecutive looks, ``BUSY_POLL_S`` apart, that must find the loop idle before work runs."""
 GIL_WAIT_S = 0.001
 """Waiting longer than this for the GIL means another thread is busy running Python."""
@@ -233,6 +237,7 @@ class SideWork:
                 continue
             self._running_bulk = True
             items = lane._take()
+            started = time.monotonic()
             try:
                 lane._run(items)
             except Exception:  # side work never stops the thread, nor reaches a client
@@ -241,4 +246,6 @@ class SideWork:
                 self._running_bulk = False
             self.count(lane.kind, "done", len(items))
             ran = True
+            # at most DUTY of the time, even when quiet: the quiet may end during a bulk
+            time.sleep(min((time.monotonic() - started) * (1 / DUTY - 1), MAX_REST_S))
         return ran
