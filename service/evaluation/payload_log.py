@@ -63,8 +63,15 @@ def _input_record(value: np.ndarray, keep: bool, limit: int) -> dict[str, Any]:
             record["b64"] = [base64.b64encode(item).decode() for item in items]
     elif value.nbytes <= limit:
         record["dtype"] = value.dtype.str
-        record["values"] = value.tolist()
+        record["values"] = _json_array(value)
     return record
+
+
+def _json_array(value: np.ndarray) -> np.ndarray | list[Any]:
+    """An array orjson writes itself (numbers, C order: no Python floats), else a list."""
+    if value.dtype.kind in "biuf":
+        return np.ascontiguousarray(value)
+    return value.tolist()
 
 
 def _input_name(name: str, event: Answered) -> str:
@@ -80,11 +87,11 @@ def _outputs_record(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
         if value.ndim == 2 and value.shape[1] > TOP_K and np.issubdtype(value.dtype, np.floating):
             top = np.argsort(-value, axis=1)[:, :TOP_K]
             record[name] = {
-                "top_k": top.tolist(),
-                "scores": np.take_along_axis(value, top, axis=1).tolist(),
+                "top_k": _json_array(top),
+                "scores": _json_array(np.take_along_axis(value, top, axis=1)),
             }
         elif value.dtype != object:
-            record[name] = value.tolist()
+            record[name] = _json_array(value)
     return record
 
 
@@ -203,7 +210,11 @@ class PayloadLog:
         for event in late:  # the disk is slower than the traffic: drop, count
             self._metrics.payload_log_dropped.labels(event.model, "queue_full").inc()
         if kept:
-            lines = [orjson.dumps(record_of(event, keep, limit)) + b"\n" for event in kept]
+            lines = [
+                orjson.dumps(record_of(event, keep, limit), option=orjson.OPT_SERIALIZE_NUMPY)
+                + b"\n"
+                for event in kept
+            ]
             self._handed += len(lines)
             self._chunks.put(_Chunk(lines, [event.model for event in kept]))
 
