@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.processes import free_port, running, samples
+from loadtest.processes import cpu_seconds, free_port, running, samples
 from loadtest.wrk import run_wrk
 from service.config import EvaluationSettings
 
@@ -83,9 +83,14 @@ def main(argv: list[str] | None = None) -> None:
             "full": _log_env(Path(scratch) / "log-full", args.rate),
         }
         p99: dict[str, list[float]] = {name: [] for name in ARMS}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in ARMS}
         with contextlib.ExitStack() as servers:
-            for name in ARMS:
-                servers.enter_context(running(_server(ports[name]), ports[name], env=envs[name]))
+            pids = {
+                name: servers.enter_context(
+                    running(_server(ports[name]), ports[name], env=envs[name])
+                ).pid
+                for name in ARMS
+            }
             urls = {
                 n: f"http://127.0.0.1:{p}/v1/models/mnist_dnn:predict" for n, p in ports.items()
             }
@@ -94,11 +99,14 @@ def main(argv: list[str] | None = None) -> None:
             before = {name: side_counts(ports[name]) for name in ARMS[1:]}
             for _ in range(args.rounds):
                 for name, url in urls.items():
+                    cpu = cpu_seconds(pids[name])
                     result = run_wrk(url, body, concurrency=args.concurrency, seconds=args.seconds)
+                    cpu_ms[name].append((cpu_seconds(pids[name]) - cpu) * 1e3 / result.requests)
                     p99[name].append(result.p99_ms)
                     print(
                         f"{name:>7}: p99 {result.p99_ms:7.2f} ms, {result.requests_per_s:6.0f} "
-                        f"req/s, errors {result.errors}",
+                        f"req/s, errors {result.errors}, "
+                        f"server CPU {cpu_ms[name][-1]:.3f} ms/request",
                         flush=True,
                     )
             after = {name: side_counts(ports[name]) for name in ARMS[1:]}
@@ -109,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
             "rate": DEFAULT_RATE if name == "default" else args.rate,
             "ratios_on_off": [round(r, 3) for r in ratios],
             "median_ratio": round(statistics.median(ratios), 3),
+            "cpu_per_request_on_off": [
+                round(on / off, 3) for on, off in zip(cpu_ms[name], cpu_ms["off"], strict=True)
+            ],
             "measured_rounds": {
                 key: after[name].get(key, 0) - before[name].get(key, 0) for key in after[name]
             },

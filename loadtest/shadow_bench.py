@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from loadtest.grpc_clients import predict_request_bytes, run_grpc_load
-from loadtest.processes import free_port, running, samples
+from loadtest.processes import cpu_seconds, free_port, running, samples
 from loadtest.scenarios import ROOT, mnist_digit
 
 CONFIG = """models:
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         body = predict_request_bytes("mnist_dnn", "image", mnist_digit())
         p99: dict[bool, list[float]] = {False: [], True: []}
         mirrors: list[dict[str, float]] = []
+        cpu_per_request: dict[bool, list[float]] = {False: [], True: []}
         with running(command, port) as server:
             metrics = f"http://127.0.0.1:{port}/metrics"
             target, seconds = f"127.0.0.1:{grpc_port}", args.seconds
@@ -74,24 +75,31 @@ def main(argv: list[str] | None = None) -> int:
                     config.write_text(CONFIG % ("    shadow: {version: 2}\n" if shadow else ""))
                     server.send_signal(signal.SIGHUP)
                     time.sleep(1.0)
-                    before = _outcomes(metrics)
+                    before, cpu = _outcomes(metrics), cpu_seconds(server.pid)
                     result = run_grpc_load(
                         target, "tfserving", body, concurrency=args.concurrency, seconds=seconds
                     )
+                    cpu_ms = (cpu_seconds(server.pid) - cpu) * 1e3 / max(result.requests, 1)
                     done = {k: v - before.get(k, 0.0) for k, v in _outcomes(metrics).items()}
                     p99[shadow].append(result.p99_ms)
+                    cpu_per_request[shadow].append(cpu_ms)
                     if shadow:
                         mirrors.append(done)
                     print(
                         f"shadow={'on ' if shadow else 'off'} {result.requests_per_s:8.1f} req/s "
                         f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms "
-                        f"errors {result.errors}" + (f" mirrors {done}" if shadow else ""),
+                        f"errors {result.errors} server CPU {cpu_ms:.3f} ms/request"
+                        + (f" mirrors {done}" if shadow else ""),
                         flush=True,
                     )
         ratios = [on / off for on, off in zip(p99[True], p99[False], strict=True)]
         print(f"concurrency {args.concurrency}: p99 ratios shadow/off per round: "
               f"{[round(r, 3) for r in ratios]}, median {statistics.median(ratios):.3f} "
               "(target <= 1.1)")  # fmt: skip
+        off_cpu, on_cpu = cpu_per_request[False], cpu_per_request[True]
+        cpu = [on / off for on, off in zip(on_cpu, off_cpu, strict=True)]
+        print(f"server CPU per request, shadow/off per round: {[round(r, 3) for r in cpu]}, "
+              f"median {statistics.median(cpu):.3f}")  # fmt: skip
         ok = sum(m.get("ok", 0.0) for m in mirrors)
         offered = sum(sum(m.values()) for m in mirrors)
         print(f"mirrors in the shadow rounds: {ok:.0f} of {offered:.0f} ran "
