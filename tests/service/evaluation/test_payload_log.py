@@ -219,3 +219,29 @@ def test_a_writer_that_falls_behind_drops_records_and_counts_them(tmp_path: Path
     assert orjson.loads(lines[0])["request_id"] == "q0"
     assert len(lines) + dropped == 41  # written or dropped-and-counted: nothing lost silently
     log.close()
+
+
+def test_records_shed_while_the_server_is_busy_are_counted_and_fail_no_request(
+    fixture_repository: Path, tmp_path: Path, stopping: list[ServerThread]
+) -> None:
+    thread = _serve(
+        fixture_repository,
+        payload_log_dir=str(tmp_path / "log"),
+        payload_log_rate=1.0,
+        queue_size=3,
+    )
+    stopping.append(thread)
+    side_work = thread.server.side_work
+    side_work._load = lambda: 10**6  # as if clients kept the server saturated
+    _send(thread, 10)  # every request still answers 200 (asserted in _send)
+    assert not side_work.flush(timeout=0.2)  # the records wait: nothing was built
+    value = thread.server.metrics.registry.get_sample_value
+    shed = {"kind": "payload_log", "outcome": "shed"}
+    assert value("primer_side_work_items_total", shed) == 7  # a lane of 3 took the first 3
+    assert (
+        value("primer_payload_log_dropped_total", {"model": "mnist_dnn", "reason": "queue_full"})
+        == 7
+    )
+    side_work._load = thread.server.core.inflight  # the load falls: the waiting work runs
+    assert [record["request_id"] for record in _records(thread)] == ["r0", "r1", "r2"]
+    assert value("primer_side_work_items_total", {**shed, "outcome": "done"}) == 3
