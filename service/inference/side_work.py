@@ -4,9 +4,9 @@ Shadow mirrors, payload-log records and drift histograms are side work; none of 
 a client. A listener hands its work to a ``Lane`` on the event loop in O(1) (a reference
 appended to a bounded deque: no copy, no serialization, no hashing). One thread, the
 ``SideWork`` executor, runs every lane in bulk, and only while the server is quiet: the
-event loop was found idle three times in a row (not running Python: see ``_loop_idle``) and
+event loop was found idle four times in a row (not running Python: see ``_loop_idle``) and
 fewer client requests than the lane's threshold are in flight. Otherwise the work waits;
-and it takes at most a fifth of the time (``DUTY``). A full lane sheds what comes next.
+and it takes at most a tenth of the time (``DUTY``). A full lane sheds what comes next.
 Both outcomes are counted per lane: ``primer_side_work_items_total{kind,outcome}`` with
 ``done`` and ``shed``. Under saturation nearly all side work is shed, by design: clients
 first.
@@ -35,10 +35,10 @@ BUSY_POLL_S = 0.005
 """While the load is at a lane's threshold, the worker looks again after this long."""
 IDLE_POLL_S = 0.1
 """With nothing to do, the worker still wakes this often (to notice ``close``)."""
-DUTY = 0.2
-"""Side work rests after each bulk for four times as long as the bulk took."""
+DUTY = 0.1
+"""Side work rests after each bulk for nine times as long as the bulk took."""
 MAX_REST_S = 0.5
-QUIET_LOOKS = 3
+QUIET_LOOKS = 4
 """Consecutive looks, ``BUSY_POLL_S`` apart, that must find the loop idle before work runs."""
 GIL_WAIT_S = 0.001
 """Waiting longer than this for the GIL means another thread is busy running Python."""
