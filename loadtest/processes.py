@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -113,3 +114,9 @@ def failed_calls(
     failed = sum(n for code, n in delta.items() if code != "OK")
     failed -= min(delta.get("CANCELLED", 0.0), concurrency)
     return int(failed + max(0, measured_ok - delta.get("OK", 0.0)))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -20,6 +20,7 @@ from service.evaluation.feedback import Feedback
 from service.evaluation.payload_log import PayloadLog
 from service.inference.core import InferenceCore
 from service.inference.shadow import ShadowMirror
+from service.inference.side_work import SideWork
 from service.metrics import Metrics
 from service.models.devices import choose_device, configure_tensorflow
 from service.models.manager import ModelManager
@@ -81,7 +82,8 @@ class Server:
             settings, self.metrics, self._run_executor, self._load_executor, self.device_for
         )
         self.core = InferenceCore(self.manager, settings, self.metrics, self._preprocess_executor)
-        self.shadow = ShadowMirror(self.core, settings, self.metrics)
+        self.side_work = SideWork(self.core.inflight, self.metrics)
+        self.shadow = ShadowMirror(self.core, settings, self.metrics, self.side_work)
         self.core.add_listener(self.shadow)
         self.ops = OpsRest(self.core, self.metrics, metrics_paths)
         self.feedback = Feedback(settings.evaluation, self.metrics)
@@ -90,13 +92,14 @@ class Server:
             settings.evaluation,
             self.metrics,
             settings.model_base_path,
+            self.side_work,
             lambda: self.settings.model_paths,
         )
         self.core.add_listener(self.drift)
         self.payload_log = (
             None
             if settings.evaluation.payload_log_dir is None
-            else PayloadLog(settings.evaluation, self.metrics)
+            else PayloadLog(settings.evaluation, self.metrics, self.side_work)
         )
         if self.payload_log is not None:
             self.core.add_listener(self.payload_log)
@@ -195,7 +198,7 @@ class Server:
         await grpc_stopped
         if self.reloader is not None:
             await self.reloader.stop()
-        await self.shadow.close()
+        await self.side_work.close()  # what is queued runs now, while the models are loaded
         await self.manager.close()
         if self.payload_log is not None:
             self.payload_log.close()

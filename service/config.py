@@ -129,10 +129,10 @@ class EvaluationSettings(BaseModel):
 
     payload_log_dir: str | None = None
     """Folder the payload log writes JSONL files into; off when unset."""
-    payload_log_rate: float = Field(0.0, ge=0, le=1)
-    """Share of answered requests logged, for models without their own rate."""
+    payload_log_rate: float = Field(0.1, ge=0, le=1)
+    """Share of answered requests logged, for models without their own rate (10%)."""
     payload_log_rates: dict[str, float] = Field(default_factory=dict)
-    """Per-model sample rates (0..1), e.g. {'mnist_dnn': 0.1}."""
+    """Per-model sample rates (0..1), e.g. {'mnist_dnn': 0.5}."""
     payload_log_seed: int | None = None
     """Seed of the sampler (one generator per model): the same traffic logs the same requests."""
     redact: Literal["none", "digest-only"] = "none"
@@ -142,9 +142,12 @@ class EvaluationSettings(BaseModel):
     max_file_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     """A log file rotates once it passes this size."""
     max_files: int = Field(10, ge=1)
-    """Rotated files kept (retention); older ones are deleted."""
+    """Log files kept (retention); older ones are deleted."""
     queue_size: int = Field(1024, ge=1)
     """Records waiting for the writer; beyond it records are dropped and counted."""
+    max_inflight: int = Field(4, ge=1)
+    """Log records and drift histograms are built only while fewer client requests are in
+    flight; meanwhile they wait, and past ``queue_size`` they are shed (and counted)."""
     feedback_window_s: float = Field(3600.0, gt=0)
     """How long after its answer a request still takes feedback (410 after)."""
     feedback_capacity: int = Field(10_000, ge=1)
@@ -153,7 +156,6 @@ class EvaluationSettings(BaseModel):
     the default holds the store to a few MiB, which the sustained-load RSS test checks."""
     accuracy_window: int = Field(10_000, ge=1)
     """Labelled rows the live accuracy is computed over (a sliding window per version)."""
-
     accuracy_alert_margin: float = Field(0.02, ge=0, le=1)
     """The live-accuracy alert fires below model.json's test accuracy minus this margin
     (exported as ``primer_live_accuracy_threshold``)."""

@@ -302,7 +302,13 @@ class Metrics:
         )
         self.payload_log_disk_errors = Counter(
             f"{PREFIX}_payload_log_disk_errors",
-            "Payload-log writes that failed (disk full, folder unwritable).",
+            "Payload-log records the disk refused (disk full, folder unwritable).",
+            registry=r,
+        )
+        self.side_work_items = Counter(
+            f"{PREFIX}_side_work_items",
+            "Side work after an answer (shadow, payload_log, drift): done, or shed under load.",
+            ["kind", "outcome"],
             registry=r,
         )
 
@@ -315,12 +321,9 @@ class Metrics:
         self.shadow_agreements.labels(*pair).inc(agree)
         self.shadow_abs_diff.labels(*pair).inc(abs_diff)
         total = self.shadow_rows.labels(*pair)._value.get()
-        self.shadow_agreement.labels(*pair).set(
-            self.shadow_agreements.labels(*pair)._value.get() / total
-        )
-        self.shadow_mean_abs_diff.labels(*pair).set(
-            self.shadow_abs_diff.labels(*pair)._value.get() / total
-        )
+        for ratio, counter in ((self.shadow_agreement, self.shadow_agreements),
+                               (self.shadow_mean_abs_diff, self.shadow_abs_diff)):  # fmt: skip
+            ratio.labels(*pair).set(counter.labels(*pair)._value.get() / total)
 
     def set_model_state(self, model: str, version: int, state: str | None) -> None:
         """Set the 0/1 state gauge of a version (None clears it after unloading)."""

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 RELOADABLE = ("models", "model_paths", "batching", "request_timeout_s", "access_log", "evaluation")
 """Settings a reload applies to the running server (batching: to versions loaded after)."""
-EVALUATION_AT_START = ("payload_log_dir", "queue_size")
+EVALUATION_AT_START = ("payload_log_dir", "queue_size", "max_inflight")
 """Evaluation settings only a restart applies (the payload log's writer is built at start)."""
 Validator = Callable[[Settings], None]
 """Raises ``ValueError`` for settings the running server cannot take."""

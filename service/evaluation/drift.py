@@ -1,29 +1,24 @@
 """Drift and out-of-distribution detection against the reference profile written at export.
 
-Per version, the listener keeps the profile's three histograms (preprocessed pixel
-intensities, predicted classes, maximum softmax) over a sliding window of the last
-``drift_window`` rows and exports the PSI of each against the reference as
-``primer_drift_psi{model,version,feature}``. Each answered row's out-of-distribution score
-(``contract.reference_profile.ood_score``) goes into ``primer_ood_score``. Versions
-without a profile (or on a remote filesystem) have no drift metrics; the OOD score needs
-none.
-
-``answered`` runs on the request path, so it only observes the OOD scores and queues the
-rows' pixels and scores (O(1)); the histograms are counted in bulk, one vectorised pass per
-``FLUSH_EVERY`` requests or when a PSI gauge is read, and the PSI itself is computed when
-the gauge is scraped. Every request stays one entry of the window, so the window slides
-exactly as if each were counted on arrival.
+The listener only hands each answered event to the ``drift`` lane of the side-work executor
+(``service.inference.side_work``); the histograms are computed there, in bulk, while the
+server is not busy. Under saturation the lane sheds, so the windows then see a sample of the
+traffic (``primer_side_work_items_total{kind="drift"}`` counts what was done and shed).
+Per version it keeps the profile's three histograms (preprocessed pixel intensities,
+predicted classes, maximum softmax) over a sliding window of the last ``drift_window`` rows
+and exports the PSI of each against the reference as
+``primer_drift_psi{model,version,feature}``. Each observed row's out-of-distribution score
+(``contract.reference_profile.ood_score``) goes into ``primer_ood_score``. Versions without a
+profile (or on a remote filesystem) have no drift metrics; the OOD score needs none.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,12 +32,21 @@ from contract.reference_profile import (
 from service.config import EvaluationSettings
 from service.evaluation.feedback import class_scores
 from service.inference.events import Answered
+from service.inference.side_work import Lane, SideWork
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 FEATURES = ("pixels", "classes", "confidence")
-FLUSH_EVERY = 64
-"""Queued requests counted into the window in one pass (bounds the memory they hold)."""
+KIND = "drift"
+LANE_CAPACITY = 4096
+"""Answered events waiting for the histograms at most (each holds its arrays alive)."""
+
+
+def held_bytes(event: Answered) -> int:
+    """The bytes of the arrays an event keeps alive while it waits."""
+    return sum(a.nbytes for a in event.inputs.values()) + sum(
+        a.nbytes for a in event.outputs.values()
+    )
 
 
 @dataclass
@@ -53,10 +57,6 @@ class _Window:
     entries: deque[tuple[int, dict[str, np.ndarray]]] = field(default_factory=deque)
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     rows: int = 0
-    pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    """(pixels, scores) of requests not yet counted, oldest first."""
-    pending_rows: int = 0
-    exported: bool = False
 
     def add(self, rows: int, counts: dict[str, np.ndarray], limit: int) -> None:
         self.entries.append((rows, counts))
@@ -74,9 +74,10 @@ class DriftMonitor:
     """The listener exporting PSI gauges and the OOD histogram (see the module docstring).
 
     Args:
-        settings: window sizes.
+        settings: window sizes and the side-work load threshold.
         metrics: the metric catalogue.
         model_base_path: the repository root, where the profiles are read from.
+        side_work: the executor that computes the histograms.
         model_paths: models served from their own folders (``Settings.model_paths``), read
             when a version is first seen (so a reload's new folders count).
     """
@@ -86,16 +87,18 @@ class DriftMonitor:
         settings: EvaluationSettings,
         metrics: Metrics,
         model_base_path: str,
+        side_work: SideWork,
         model_paths: Callable[[], Mapping[str, str] | None] = lambda: None,
-    ):
+    ) -> None:
         self._settings = settings
+        self._lane: Lane[Answered] = side_work.add(
+            Lane(KIND, LANE_CAPACITY, self._observe, settings.max_inflight, weigh=held_bytes)
+        )
         self._metrics = metrics
         self._base = Path(model_base_path)
         self._model_paths = model_paths
         self._windows: dict[tuple[str, int], _Window | None] = {}
         self._confidence_edges = np.asarray(CONFIDENCE_EDGES)
-        self._ood: dict[tuple[str, int], Any] = {}
-        self._lock = threading.Lock()
 
     def _window(self, model: str, version: int) -> _Window | None:
         key = (model, version)
@@ -111,77 +114,63 @@ class DriftMonitor:
         return self._windows[key]
 
     def answered(self, event: Answered) -> None:
-        """Observe OOD scores and queue the rows for the window (see the module docstring)."""
-        scores = class_scores(event.outputs)
-        if scores is None:
-            return
-        key = (event.model, event.version)
-        histogram_metric = self._ood.get(key)
-        if histogram_metric is None:
-            histogram_metric = self._metrics.ood_score.labels(event.model, str(event.version))
-            self._ood[key] = histogram_metric
-        for score in ood_score(scores):
-            histogram_metric.observe(float(score))
-        window = self._window(event.model, event.version)
-        if window is None or len(event.inputs) != 1:
-            return
-        (pixels,) = event.inputs.values()
-        with self._lock:
-            window.pending.append((pixels, scores))
-            window.pending_rows += len(scores)
-            if len(window.pending) >= FLUSH_EVERY:
-                self._flush(window)
-            if not window.exported and window.rows + window.pending_rows >= (
-                self._settings.drift_min_rows
-            ):
-                self._export(event.model, str(event.version), window)
+        """Queue ``event`` for the side-work thread (O(1); shed, counted, when full)."""
+        self._lane.offer(event)
 
-    def _export(self, model: str, version: str, window: _Window) -> None:
-        """Export the window's PSI gauges, computed whenever they are read."""
-        window.exported = True
-        for feature in FEATURES:
-            self._metrics.drift_psi.labels(model, version, feature).set_function(
-                lambda feature=feature: self._psi(window, feature)
-            )
+    def _observe(self, events: list[Answered]) -> None:
+        """Side-work thread: OOD scores and window histograms of a bulk of events."""
+        groups: dict[tuple[str, int], list[tuple[Answered, np.ndarray]]] = {}
+        for event in events:
+            scores = class_scores(event.outputs)
+            if scores is not None:
+                groups.setdefault((event.model, event.version), []).append((event, scores))
+        for (model, version), group in groups.items():
+            histogram_metric = self._metrics.ood_score.labels(model, str(version))
+            for score in ood_score(np.concatenate([scores for _, scores in group])).tolist():
+                histogram_metric.observe(score)
+            window = self._window(model, version)
+            if window is not None:
+                self._slide(model, version, window, group)
 
-    def _psi(self, window: _Window, feature: str) -> float:
-        with self._lock:  # scrapes may come from another thread
-            self._flush(window)
-            profile = window.profile
-            reference = {
-                "pixels": profile.pixels,
-                "classes": profile.classes,
-                "confidence": profile.confidence,
-            }[feature]
-            return psi(np.asarray(reference), window.sums[feature])
-
-    def _flush(self, window: _Window) -> None:
-        """Count the queued requests into the window, each as its own entry."""
-        if not window.pending:
-            return
-        pending, window.pending, window.pending_rows = window.pending, [], 0
+    def _slide(
+        self,
+        model: str,
+        version: int,
+        window: _Window,
+        group: list[tuple[Answered, np.ndarray]],
+    ) -> None:
         profile = window.profile
-        scores = [s for _, s in pending]
-        all_scores = np.concatenate(scores)
-        rows = np.fromiter((len(s) for s in scores), np.int64, len(scores))
+        single = [(event, scores) for event, scores in group if len(event.inputs) == 1]
+        if not single:
+            return
+        pixels = [next(iter(event.inputs.values())) for event, _ in single]
+        scores = [scores for _, scores in single]
+        rows = np.array([len(s) for s in scores])
         counts = {
-            "pixels": _per_entry_histograms(
-                [p for p, _ in pending], np.asarray(profile.pixel_edges)
-            ),
+            "pixels": _per_entry_histograms(pixels, np.asarray(profile.pixel_edges)),
             "classes": _per_entry_bincounts(
-                np.argmax(all_scores, axis=1), rows, len(profile.classes)
+                np.concatenate([np.argmax(s, axis=1) for s in scores]), rows, len(profile.classes)
             ),
             "confidence": _per_entry_histograms(
-                np.split(np.max(all_scores, axis=1), np.cumsum(rows)[:-1]),
-                self._confidence_edges,
+                [np.max(s, axis=1) for s in scores], self._confidence_edges
             ),
         }
-        for index, count in enumerate(rows):
-            window.add(int(count), {name: c[index] for name, c in counts.items()}, self._limit)
+        for index, count in enumerate(rows.tolist()):
+            window.add(count, {name: value[index] for name, value in counts.items()}, self._limit)
+        if window.rows < self._settings.drift_min_rows:
+            return
+        references = {
+            "pixels": profile.pixels,
+            "classes": profile.classes,
+            "confidence": profile.confidence,
+        }
+        for feature in FEATURES:
+            value = psi(np.asarray(references[feature]), window.sums[feature])
+            self._metrics.drift_psi.labels(model, str(version), feature).set(value)
 
     @property
     def _limit(self) -> int:
-        return self._settings.drift_window
+        return self._settings.drift_window  # read per bulk: a reload may change it
 
 
 def _per_entry_bincounts(values: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:

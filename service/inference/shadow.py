@@ -2,24 +2,27 @@
 
 ``ShadowMirror`` is an answer listener. For a model with ``shadow: {version, fraction}`` it
 takes that fraction of the answered requests (after the primary's response is encoded) and
-puts them on a bounded queue without waiting; when the queue is full the mirror is dropped
-and counted, and a queued mirror is dropped too while ``max_inflight`` client requests or
-more are in flight, so shadow work is shed first and does not compete with a busy primary.
-One worker task runs each mirror through the core as protocol ``shadow`` (the shadow's own
-request metrics) and compares it with the primary's outputs: top-1 agreement and mean
-absolute difference per row, per (model, primary, shadow) pair. The client never sees a
+hands them to the ``shadow`` lane of the side-work executor (``service.inference.side_work``)
+without waiting. That thread takes mirrors in bulk only while fewer than the model's
+``max_inflight`` client requests are in flight, submits the bulk to the shadow version at
+once through the core as protocol ``shadow`` (the shadow's batcher batches them; its own
+request metrics count them) and compares each with the primary's outputs: top-1 agreement
+and mean absolute difference per row, per (model, primary, shadow) pair. While the server is
+busier, mirrors wait; a full lane sheds new ones (``outcome="dropped"``). So shadow work is
+the first shed under load and never competes with a busy primary. The client never sees a
 shadow result or error.
 
 During a rollout with a ``min_agreement`` gate, every answer of the candidate is mirrored to
-the baseline instead (pair: model, candidate, baseline): the gate's live comparison.
+the baseline instead (pair: model, candidate, baseline): the gate's live comparison, which
+runs up to ``LIVE_COMPARISON_INFLIGHT`` requests in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,15 +30,18 @@ from service.config import Settings
 from service.inference.core import InferenceCore
 from service.inference.events import Answered
 from service.inference.request import InferenceRequest
+from service.inference.side_work import Lane, SideWork
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 PROTOCOL = "shadow"
 """The ``protocol`` label of mirrored requests (their answers are not mirrored again)."""
 QUEUE_SIZE = 64
-LIVE_COMPARISON_INFLIGHT = 64
-"""In-flight client requests above which a rollout's live comparison is shed."""
 """Mirrors waiting at most; beyond, new ones are dropped (``outcome="dropped"``)."""
+BULK = 32
+"""Mirrors submitted together (one batch's worth for the shadow's batcher)."""
+LIVE_COMPARISON_INFLIGHT = 64
+"""In-flight client requests above which a rollout's live comparison waits."""
 
 
 def compare(primary: np.ndarray, shadow: np.ndarray) -> tuple[int, int, float]:
@@ -49,6 +55,20 @@ def compare(primary: np.ndarray, shadow: np.ndarray) -> tuple[int, int, float]:
     return rows, agree, float(np.abs(left - right).mean(axis=1).sum())
 
 
+@dataclass(frozen=True)
+class _Mirror:
+    """One answer to mirror: to which version, and below which load it may run."""
+
+    event: Answered
+    version: int
+    max_inflight: int
+
+
+def _held(mirror: _Mirror) -> int:
+    event = mirror.event
+    return sum(a.nbytes for a in (*event.inputs.values(), *event.outputs.values()))
+
+
 class ShadowMirror:
     """Mirrors a fraction of each model's answers to its shadow version (see module doc).
 
@@ -56,14 +76,27 @@ class ShadowMirror:
         core: runs the mirrored requests.
         settings: the running settings (per-model ``shadow``; reloads apply at once).
         metrics: the metric catalogue.
+        side_work: the executor that runs the mirrors.
     """
 
-    def __init__(self, core: InferenceCore, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, core: InferenceCore, settings: Settings, metrics: Metrics, side_work: SideWork
+    ) -> None:
         self._core = core
         self._settings = settings
         self._metrics = metrics
-        self._queue: asyncio.Queue[tuple[Answered, int]] = asyncio.Queue(QUEUE_SIZE)
-        self._worker: asyncio.Task[None] | None = None
+        self._side_work = side_work
+        self._lane: Lane[_Mirror] = side_work.add(
+            Lane(
+                "shadow",
+                QUEUE_SIZE,
+                self._run_bulk,
+                lambda mirror: mirror.max_inflight,
+                weigh=_held,
+                bulk=BULK,
+            )
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
 
     def answered(self, event: Answered) -> None:
@@ -71,69 +104,62 @@ class ShadowMirror:
         if event.protocol == PROTOCOL:
             return
         settings = self._settings.for_model(event.model)
-        target, fraction = None, 1.0
+        target, fraction, limit = None, 1.0, LIVE_COMPARISON_INFLIGHT
         rollout = settings.rollout
         if rollout is not None and rollout.gates.min_agreement is not None:
             if event.version == rollout.candidate:  # the rollout's live comparison
                 target = rollout.baseline
         elif settings.shadow is not None and settings.shadow.version != event.version:
             target, fraction = settings.shadow.version, settings.shadow.fraction
+            limit = settings.shadow.max_inflight
         if target is None or (fraction < 1 and self._rng.random() >= fraction):
             return
-        try:
-            self._queue.put_nowait((event, target))
-        except asyncio.QueueFull:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if not self._lane.offer(_Mirror(event, target, limit)):
             self._count(event, target, "dropped")
-            return
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        """Stop the worker (queued mirrors are dropped)."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
 
     async def drain(self) -> None:
         """Wait until every queued mirror has run (for tests and shutdown)."""
-        await self._queue.join()
+        await self._side_work.drain()
 
-    async def _run(self) -> None:
-        while True:
-            event, version = await self._queue.get()
+    def _run_bulk(self, mirrors: list[_Mirror]) -> None:
+        """Side-work thread: run a bulk of mirrors on the loop at once, compare here."""
+        assert self._loop is not None
+        running = asyncio.run_coroutine_threadsafe(self._infer_all(mirrors), self._loop)
+        results = running.result(self._settings.request_timeout_s + 5)
+        for mirror, result in zip(mirrors, results, strict=True):
+            event, version = mirror.event, mirror.version
             try:
-                shadow = self._settings.for_model(event.model).shadow
-                limit = shadow.max_inflight if shadow is not None else LIVE_COMPARISON_INFLIGHT
-                if self._core.inflight() >= limit:  # clients first: shed the mirror
-                    self._count(event, version, "dropped")
-                    continue
-                await self._mirror(event, version)
-            finally:
-                self._queue.task_done()
+                if isinstance(result, BaseException):
+                    raise result
+                name = sorted(event.outputs)[0]
+                rows, agree, abs_diff = compare(event.outputs[name], result[name])
+            except Exception as exc:  # counted and logged; the client never sees it
+                self._count(event, version, "error")
+                logger.debug("shadow %s:%s failed: %s", event.model, version, exc)
+                continue
+            self._count(event, version, "ok")
+            self._metrics.record_shadow(
+                event.model, str(event.version), str(version), rows, agree, abs_diff
+            )
 
-    async def _mirror(self, event: Answered, version: int) -> None:
+    async def _infer_all(self, mirrors: list[_Mirror]) -> list[object]:
+        return await asyncio.gather(*(self._infer(m) for m in mirrors), return_exceptions=True)
+
+    async def _infer(self, mirror: _Mirror) -> dict[str, np.ndarray]:
+        event = mirror.event
         request = InferenceRequest(
             event.model,
             dict(event.inputs),
-            version=version,
+            version=mirror.version,
             signature=event.signature,
             output_filter=list(event.outputs),
             protocol=PROTOCOL,
         )
-        try:
-            with self._core.scope(PROTOCOL, event.model) as scope:
-                outputs, _ = await scope.infer(request, lambda result: result.outputs)
-            name = sorted(event.outputs)[0]
-            rows, agree, abs_diff = compare(event.outputs[name], outputs[name])
-        except Exception as exc:  # counted and logged; the client never sees it
-            self._count(event, version, "error")
-            logger.debug("shadow %s:%s failed: %s", event.model, version, exc)
-            return
-        self._count(event, version, "ok")
-        self._metrics.record_shadow(
-            event.model, str(event.version), str(version), rows, agree, abs_diff
-        )
+        with self._core.scope(PROTOCOL, event.model) as scope:
+            outputs, _ = await scope.infer(request, lambda result: result.outputs)
+        return outputs
 
     def _count(self, event: Answered, version: int, outcome: str) -> None:
         self._metrics.shadow_requests.labels(

@@ -42,7 +42,9 @@ def _serve_one_by_one(server: ServerThread, images: np.ndarray) -> np.ndarray:
     async def every() -> list[np.ndarray]:
         return await asyncio.gather(*(one(image) for image in images))
 
-    return np.stack(server.run(every()))
+    answers = np.stack(server.run(every()))
+    assert server.server.side_work.flush(), "the drift histograms were not computed"
+    return answers
 
 
 def _psi(server: ServerThread, feature: str = "pixels") -> float:

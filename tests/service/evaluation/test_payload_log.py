@@ -19,6 +19,7 @@ from service.config import EvaluationSettings, Settings
 from service.evaluation.payload_log import PayloadLog
 from service.inference.events import Answered
 from service.inference.request import InferenceRequest, Timing
+from service.inference.side_work import SideWork
 from service.metrics import Metrics
 from tests.conftest import MNIST_NPZ, ServerThread, make_settings
 
@@ -187,21 +188,60 @@ def test_a_writer_that_falls_behind_drops_records_and_counts_them(tmp_path: Path
     folder.mkdir()
     os.mkfifo(folder / "payload-1.jsonl")  # the writer blocks opening it until a reader comes
     metrics = Metrics()
+    side_work = SideWork(lambda: 0, metrics)
     settings = EvaluationSettings(payload_log_dir=str(folder), payload_log_rate=1.0, queue_size=1)
-    log = PayloadLog(settings, metrics)
+    log = PayloadLog(settings, metrics, side_work)
     log.answered(_event(0))
+    assert side_work.flush()  # serialized; the writer took it and is stuck opening the FIFO
     deadline = time.monotonic() + 60
-    while not log._queue.empty() and time.monotonic() < deadline:  # the writer took it and
-        time.sleep(0.01)  # is now stuck opening the FIFO
-    log.answered(_event(1))  # waits in the queue
-    log.answered(_event(2))  # no room: dropped, counted, not waited for
-    log.answered(_event(3))
+    while not log._chunks.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for number in range(1, 41):  # each call returns at once although the disk is stuck
+        log.answered(_event(number))
+    assert side_work.flush()
     dropped = metrics.registry.get_sample_value(
         "primer_payload_log_dropped_total", {"model": "m", "reason": "queue_full"}
     )
-    assert dropped == 2
-    with open(folder / "payload-1.jsonl", "rb") as reader:  # unblock the writer
-        first = reader.readline()
+    shed = metrics.registry.get_sample_value(
+        "primer_side_work_items_total", {"kind": "payload_log", "outcome": "shed"}
+    )
+    done = metrics.registry.get_sample_value(
+        "primer_side_work_items_total", {"kind": "payload_log", "outcome": "done"}
+    )
+    assert done + shed == 41  # every record was either serialized or shed, none waited
+    assert 39 <= dropped <= 40  # at most queue_size (1) more waits for the stuck disk
+    reader = os.open(folder / "payload-1.jsonl", os.O_RDONLY | os.O_NONBLOCK)  # unblocks it
+    try:
         log.flush()
-    assert orjson.loads(first)["request_id"] == "q0"
+        lines = os.read(reader, 1 << 20).splitlines()  # what it wrote (it keeps the file open)
+    finally:
+        os.close(reader)
+    assert orjson.loads(lines[0])["request_id"] == "q0"
+    assert len(lines) + dropped == 41  # written or dropped-and-counted: nothing lost silently
     log.close()
+
+
+def test_records_shed_while_the_server_is_busy_are_counted_and_fail_no_request(
+    fixture_repository: Path, tmp_path: Path, stopping: list[ServerThread]
+) -> None:
+    thread = _serve(
+        fixture_repository,
+        payload_log_dir=str(tmp_path / "log"),
+        payload_log_rate=1.0,
+        queue_size=3,
+    )
+    stopping.append(thread)
+    side_work = thread.server.side_work
+    side_work._load = lambda: 10**6  # as if clients kept the server saturated
+    _send(thread, 10)  # every request still answers 200 (asserted in _send)
+    assert not side_work.flush(timeout=0.2)  # the records wait: nothing was built
+    value = thread.server.metrics.registry.get_sample_value
+    shed = {"kind": "payload_log", "outcome": "shed"}
+    assert value("primer_side_work_items_total", shed) == 7  # a lane of 3 took the first 3
+    assert (
+        value("primer_payload_log_dropped_total", {"model": "mnist_dnn", "reason": "queue_full"})
+        == 7
+    )
+    side_work._load = thread.server.core.inflight  # the load falls: the waiting work runs
+    assert [record["request_id"] for record in _records(thread)] == ["r0", "r1", "r2"]
+    assert value("primer_side_work_items_total", {**shed, "outcome": "done"}) == 3
