@@ -30,6 +30,12 @@ __all__ = ["CliError", "build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``primer-train``; returns the exit status."""
     args = None
+    if argv is None:
+        argv = sys.argv[1:]
+    if list(argv[:1]) == ["optimize"]:  # ``primer-train optimize <version> --to ...``
+        from training.optimize import main as optimize_main
+
+        return optimize_main(list(argv[1:]))
     try:
         args = build_parser().parse_args(argv)
         outcome = train_and_export(args)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from contract.layout import SIGNATURE
+from contract.layout import SIGNATURE, VARIANT_FILES
 from contract.model_card import ModelCard, read_model_card, write_model_card
 from contract.preprocessing import normalize, to_input_layout
-from service.models.runtime import SavedModelRuntime
-from service.models.runtime_variants import VARIANT_FILES, open_variant
 from training.data.datasets import load_dataset
 
 TARGETS: dict[str, str] = {
@@ -110,7 +107,35 @@ def _onnx(path: str, opset: int = 17) -> tuple[bytes, dict[str, Any]]:
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
     del loaded
-    return proto.SerializeToString(), {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}
+    return proto.SerializeToString(), {
+        "converter": f"tf2onnx {tf2onnx.__version__}",
+        "opset": opset,
+    }
+
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def _saved_model_predict(path: str, card: ModelCard) -> Predict:
+    function = tf.saved_model.load(path).signatures[SIGNATURE]
+    name, output = card.inputs[0].name, card.outputs[0].name
+    return lambda x: function(**{name: tf.constant(x)})[output].numpy()
+
+
+def _variant_predict(target: str, blob: bytes, card: ModelCard) -> Predict:
+    """The converted model's predict, run on the runtime that will serve it."""
+    name, output = card.inputs[0].name, card.outputs[0].name
+    if target == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        index = sorted(t.name for t in card.outputs).index(output)
+        feed = session.get_inputs()[0].name
+        return lambda x: session.run(None, {feed: x})[index]
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=blob, num_threads=2).get_signature_runner(SIGNATURE)
+    return lambda x: runner(**{name: x})[output]
 
 
 def _predict_all(predict: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.ndarray:
@@ -145,13 +170,7 @@ def optimize(
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}; expected some of {', '.join(TARGETS)}")
-    saved = SavedModelRuntime(path)
-    output = card.outputs[0].name
-    input_name = card.inputs[0].name
-    reference = _predict_all(
-        lambda x: saved.predict(SIGNATURE, {input_name: x})[output], sample.inputs
-    )
-    saved.close()
+    reference = _predict_all(_saved_model_predict(path, card), sample.inputs)
     outcomes, variants = [], dict(card.variants)
     for target in targets:
         runtime = TARGETS[target]
@@ -160,17 +179,7 @@ def optimize(
         else:
             blob, settings = _tflite(path, target, sample.calibration)
         file_name = VARIANT_FILES[runtime]
-        with tempfile.TemporaryDirectory() as staging:
-            staged = Path(staging)
-            for item in Path(path).iterdir():  # the variant runtime reads the signature too
-                if item.is_file():
-                    (staged / item.name).symlink_to(item.resolve())
-            (staged / file_name).write_bytes(blob)
-            variant = open_variant(str(staged), runtime, threads=2)
-            candidate = _predict_all(
-                lambda x, v=variant: v.predict(SIGNATURE, {input_name: x})[output], sample.inputs
-            )
-            variant.close()
+        candidate = _predict_all(_variant_predict(target, blob, card), sample.inputs)
         measured = fidelity(reference, candidate, sample.labels)
         drop = measured["reference_accuracy"] - measured["accuracy"]
         record = {"file": file_name, "format": target, "bytes": len(blob), **settings}

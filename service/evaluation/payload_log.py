@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.config import EvaluationSettings
+from service.evaluation_settings import EvaluationSettings
 from service.inference.events import Answered
 from service.metrics import Metrics
 

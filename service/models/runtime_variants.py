@@ -16,23 +16,28 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from contract.layout import SIGNATURE
+from contract.layout import SIGNATURE, VARIANT_FILES
 from service.models.runtime import Arrays, read_signature_defs
 from service.views import SignatureSpec, TensorSpec
 
 TENSORFLOW = "tensorflow"
-VARIANT_FILES: dict[str, str] = {
-    "tflite": "model.tflite",
-    "tflite-fp16": "model-fp16.tflite",
-    "tflite-int8": "model-int8.tflite",
-    "onnxruntime": "model.onnx",
-}
-"""Each non-TensorFlow runtime and the variant file it serves."""
 RUNTIMES = (TENSORFLOW, *VARIANT_FILES)
+__all__ = [
+    "RUNTIMES",
+    "TENSORFLOW",
+    "VARIANT_FILES",
+    "OnnxRuntime",
+    "TFLiteRuntime",
+    "open_variant",
+]
 
 
 class VariantError(RuntimeError):
     """A variant is missing, corrupt or does not match the SavedModel's signature."""
+
+
+class VariantMissingError(VariantError):
+    """A runtime's variant file is not in the version folder."""
 
 
 def _spec_of(name: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
@@ -72,7 +77,7 @@ class _VariantRuntime:
         self.signatures: dict[str, SignatureSpec] = {SIGNATURE: spec}
         self.variant_path = Path(self.path) / VARIANT_FILES[self.runtime_name]
         if not self.variant_path.is_file():
-            raise VariantError(
+            raise VariantMissingError(
                 f"runtime {self.runtime_name!r} needs {self.variant_path.name} in {self.path}; "
                 "write it with `primer-train optimize`"
             )
@@ -149,6 +154,10 @@ class OnnxRuntime(_VariantRuntime):
             raise VariantError(f"{self.variant_path} does not match the SavedModel's signature")
         self._input_names = dict(zip(spec.inputs, onnx_inputs, strict=True))
         self._output_names = dict(zip(spec.outputs, onnx_outputs, strict=True))
+
+    def session_options(self) -> Any:
+        """The session's options as ONNX Runtime applied them (threads, optimization)."""
+        return self._session.get_session_options()
 
     def predict(self, signature: str, inputs: Arrays) -> Arrays:
         """Run one batch."""

@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from contract.model_card import ModelCard
-from service.metrics import VersionMetrics
 from service.models.batching import Batcher
 from service.models.runtime import Runtime
+from service.version_metrics import VersionMetrics
 from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
 
 

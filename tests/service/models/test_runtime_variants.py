@@ -1,0 +1,125 @@
+"""Every variant of the shipped mnist_dnn served through the real server, and the fallbacks.
+
+One server serves a copy of mnist_dnn version 1 per runtime (``tensorflow``, ``tflite``,
+``tflite-fp16``, ``tflite-int8``, ``onnxruntime``); each answers the 10,000 MNIST test
+images over gRPC Predict and must stay within the gate (accuracy drop ≤ 0.5 points against
+TensorFlow's, top-1 agreement ≥ 99%). A truncated variant file is served by TensorFlow; a
+configured runtime whose file is absent fails the version with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from service.models.runtime_variants import VARIANT_FILES, TFLiteRuntime, VariantError
+from tests.conftest import ServerThread, make_settings
+from tests.service.models.variant_helpers import mnist_test, optimized_mnist
+
+RUNTIMES = ("tensorflow", "tflite", "tflite-fp16", "tflite-int8", "onnxruntime")
+REQUEST_ROWS = 500
+
+
+@pytest.fixture(scope="module")
+def variant_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return optimized_mnist(tmp_path_factory.mktemp("optimized"))
+
+
+@pytest.fixture(scope="module")
+def served(
+    variant_version: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    base = tmp_path_factory.mktemp("variant-models")
+    for runtime in RUNTIMES:
+        shutil.copytree(variant_version, base / f"mnist_{runtime}" / "1")
+    broken = base / "mnist_truncated" / "1"
+    shutil.copytree(variant_version, broken)
+    tflite = broken / VARIANT_FILES["tflite"]
+    tflite.write_bytes(tflite.read_bytes()[:1000])
+    plain = base / "mnist_plain" / "1"
+    shutil.copytree(variant_version, plain, ignore=shutil.ignore_patterns("*.onnx"))
+    models = {f"mnist_{r}": {"runtime": r} for r in RUNTIMES}
+    models["mnist_truncated"] = {"runtime": "tflite"}
+    models["mnist_plain"] = {"runtime": "onnxruntime"}
+    thread = ServerThread(make_settings(base, models=models)).start()
+    yield thread
+    thread.stop()
+
+
+def predicted_classes(target: str, model: str, inputs: np.ndarray) -> np.ndarray:
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        classes = []
+        for start in range(0, len(inputs), REQUEST_ROWS):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.inputs["image"].CopyFrom(
+                tf.make_tensor_proto(inputs[start : start + REQUEST_ROWS])
+            )
+            response = stub.Predict(request, timeout=60)
+            classes.append(tf.make_ndarray(response.outputs["probabilities"]).argmax(axis=1))
+    return np.concatenate(classes)
+
+
+def runtime_series(rest_url: str) -> dict[str, str]:
+    text = httpx.get(f"{rest_url}/metrics").text
+    series = {}
+    for line in text.splitlines():
+        if line.startswith("primer_model_runtime{") and line.endswith(" 1.0"):
+            labels = dict(
+                part.split("=", 1)
+                for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
+            series[labels["model"].strip('"')] = labels["runtime"].strip('"')
+    return series
+
+
+def test_every_variant_keeps_accuracy_on_the_mnist_test_set(served: ServerThread) -> None:
+    inputs, labels = mnist_test()
+    reference = predicted_classes(served.grpc_target, "mnist_tensorflow", inputs)
+    reference_accuracy = float(np.mean(reference == labels))
+    assert reference_accuracy > 0.95
+    for runtime in RUNTIMES[1:]:
+        classes = predicted_classes(served.grpc_target, f"mnist_{runtime}", inputs)
+        accuracy = float(np.mean(classes == labels))
+        assert reference_accuracy - accuracy <= 0.005, (runtime, accuracy, reference_accuracy)
+        assert float(np.mean(classes == reference)) >= 0.99, runtime
+
+
+def test_each_model_exports_the_runtime_serving_it(served: ServerThread) -> None:
+    series = runtime_series(served.rest_url)
+    for runtime in RUNTIMES:
+        assert series[f"mnist_{runtime}"] == runtime
+
+
+def test_a_truncated_variant_is_served_by_tensorflow(served: ServerThread) -> None:
+    assert runtime_series(served.rest_url)["mnist_truncated"] == "tensorflow"
+    inputs, labels = mnist_test()
+    classes = predicted_classes(served.grpc_target, "mnist_truncated", inputs[:1000])
+    assert float(np.mean(classes == labels[:1000])) > 0.95
+
+
+def test_a_configured_runtime_without_its_file_fails_the_version_clearly(
+    served: ServerThread,
+) -> None:
+    body = httpx.get(f"{served.rest_url}/v1/models/mnist_plain").json()
+    (status,) = body["model_version_status"]
+    assert status["state"] == "END"
+    assert "model.onnx" in status["status"]["error_message"]
+    assert "primer-train optimize" in status["status"]["error_message"]
+
+
+def test_a_corrupt_variant_file_is_a_variant_error(variant_version: Path, tmp_path: Path) -> None:
+    version = tmp_path / "1"
+    shutil.copytree(variant_version, version)
+    (version / "model.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(VariantError, match="not a usable TFLite model"):
+        TFLiteRuntime(version)
