@@ -213,12 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``primer-train optimize``; 0 when every requested variant passed the gate."""
     args = build_parser().parse_args(argv)
+    targets = [t.strip() for t in args.to.split(",") if t.strip()]
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        print(
+            f"primer-train optimize: error: unknown variant {(unknown or [''])[0]!r}; "
+            f"--to takes some of {', '.join(TARGETS)}",
+            file=sys.stderr,
+        )
+        return 2
     card = read_model_card(args.version)
     if card is None:
         print(f"primer-train: error: {args.version} has no model.json", file=sys.stderr)
         return 1
     sample = sample_from(args.data, card, args.sample, args.calibration)
-    targets = [t.strip() for t in args.to.split(",") if t.strip()]
     outcomes = optimize(
         args.version,
         targets,
