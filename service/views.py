@@ -86,6 +86,7 @@ class ModelView:
         signatures: every serving signature.
         signature_defs: the SavedModel's ``SignatureDef`` protos (TF Serving's metadata).
         card: ``model.json``, when the version ships one.
+        runtime: the runtime serving it (``tensorflow``, ``tflite``, ``onnxruntime``...).
     """
 
     model: str
@@ -93,6 +94,7 @@ class ModelView:
     signatures: Mapping[str, SignatureSpec]
     signature_defs: Mapping[str, Any]
     card: ModelCard | None
+    runtime: str = "tensorflow"
 
     def signature(self, name: str | None = None) -> SignatureSpec:
         """The named signature (``serving_default`` when none is named)."""

@@ -224,6 +224,7 @@ class ModelManager:
         served = ServedVersion(
             record.model, record.version, loaded.runtime, loaded.card, batcher, metrics
         )
+        served.runtime_name = loaded.runtime_name
         metrics.track(
             queue_depth=lambda: batcher.queue_depth,
             inflight=lambda: served.inflight,

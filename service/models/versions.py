@@ -23,6 +23,7 @@ class ServedVersion:
     batcher: Batcher
     metrics: VersionMetrics
     inflight: int = 0
+    runtime_name: str = "tensorflow"
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -43,6 +44,7 @@ class ServedVersion:
             self.runtime.signatures,
             self.runtime.signature_defs,
             self.card,
+            self.runtime_name,
         )
 
 

@@ -123,3 +123,13 @@ def test_a_corrupt_variant_file_is_a_variant_error(variant_version: Path, tmp_pa
     (version / "model.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(VariantError, match="not a usable TFLite model"):
         TFLiteRuntime(version)
+
+
+def test_v2_metadata_and_config_name_the_serving_runtime(served: ServerThread) -> None:
+    expected = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_onnx"}
+    for runtime in RUNTIMES:
+        url = f"{served.rest_url}/v2/models/mnist_{runtime}"
+        platform = expected.get(runtime, "tensorflow_lite")
+        assert httpx.get(url).json()["platform"] == platform
+        config = httpx.get(f"{url}/config").json()
+        assert config["backend"] == runtime
