@@ -138,6 +138,11 @@ def _variant_predict(target: str, blob: bytes, card: ModelCard) -> Predict:
     return lambda x: runner(**{name: x})[output]
 
 
+def convert(path: str, target: str, calibration: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+    """One variant of the SavedModel at ``path``, unchecked, and its conversion settings."""
+    return _onnx(path) if target == "onnx" else _tflite(path, target, calibration)
+
+
 def _predict_all(predict: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.ndarray:
     return np.concatenate([predict(inputs[i : i + 256]) for i in range(0, len(inputs), 256)])
 
@@ -174,10 +179,7 @@ def optimize(
     outcomes, variants = [], dict(card.variants)
     for target in targets:
         runtime = TARGETS[target]
-        if target == "onnx":
-            blob, settings = _onnx(path)
-        else:
-            blob, settings = _tflite(path, target, sample.calibration)
+        blob, settings = convert(path, target, sample.calibration)
         file_name = VARIANT_FILES[runtime]
         candidate = _predict_all(_variant_predict(target, blob, card), sample.inputs)
         measured = fidelity(reference, candidate, sample.labels)
