@@ -57,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: trained (test accuracy {accuracy:.4f}); only the chief exports")
         return 0
     print(f"{PROG}: exported {outcome.version_dir} (test accuracy {accuracy:.4f})")
+    if args.optimize:
+        from training.optimize import main as optimize_main
+
+        return optimize_main(
+            [str(outcome.version_dir), "--to", args.optimize, "--data", str(args.data)]
+        )
     return 0
 
 

@@ -86,3 +86,17 @@ def test_the_cli_refuses_an_unknown_variant(
     argv = ["optimize", str(copy), "--to", "coreml", "--data", str(MNIST_NPZ), "--sample", "50"]
     assert main(argv) == 2
     assert "unknown variant 'coreml'" in capsys.readouterr().err
+
+
+def test_export_writes_variants_with_optimize(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "mnist_dnn", "--data", str(MNIST_NPZ), "--epochs", "1", "--max-steps", "20",
+        "--verbose", "0", "--model-dir", str(tmp_path), "--optimize", "tflite,onnx",
+    ]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    version = tmp_path / "mnist_dnn" / "1"
+    assert (version / "model.tflite").is_file() and (version / "model.onnx").is_file()
+    card = read_model_card(version)
+    assert card is not None and set(card.variants) == {"tflite", "onnxruntime"}
