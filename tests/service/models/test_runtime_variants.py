@@ -133,3 +133,31 @@ def test_v2_metadata_and_config_name_the_serving_runtime(served: ServerThread) -
         assert httpx.get(url).json()["platform"] == platform
         config = httpx.get(f"{url}/config").json()
         assert config["backend"] == runtime
+
+
+def test_a_new_version_on_a_variant_runtime_replaces_the_old_without_a_gap(
+    variant_version: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(variant_version, tmp_path / "mnist" / "1")
+    settings = make_settings(tmp_path, poll_interval_s=0.1, models={"mnist": {"runtime": "tflite"}})
+    thread = ServerThread(settings).start()
+    try:
+        inputs, labels = mnist_test()
+        shutil.copytree(variant_version, tmp_path / "mnist" / ".staging")
+        (tmp_path / "mnist" / ".staging").rename(tmp_path / "mnist" / "2")
+        versions: set[str] = set()
+        for _ in range(200):  # every request answers while version 2 loads and 1 retires
+            classes = predicted_classes(thread.grpc_target, "mnist", inputs[:100])
+            assert float(np.mean(classes == labels[:100])) > 0.9
+            series = runtime_series(thread.rest_url)
+            versions = {
+                line.split('version="')[1].split('"')[0]
+                for line in httpx.get(f"{thread.rest_url}/metrics").text.splitlines()
+                if line.startswith("primer_model_runtime{") and 'runtime="tflite"' in line
+            }
+            if versions == {"2"}:
+                break
+        assert versions == {"2"}
+        assert series["mnist"] == "tflite"
+    finally:
+        thread.stop()
