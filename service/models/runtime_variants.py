@@ -9,6 +9,7 @@ change; the signature specs and ``SignatureDef`` metadata are read from ``saved_
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,34 +91,56 @@ class _VariantRuntime:
 class TFLiteRuntime(_VariantRuntime):
     """A ``.tflite`` variant on the LiteRT interpreter (XNNPACK on CPU).
 
+    An interpreter is not thread-safe, so each calling thread gets its own (opened on its
+    first batch, over the same memory-mapped file): with ``max_concurrent_batches`` > 1
+    batches run side by side, one interpreter per executor thread.
+
     Args:
         path: the version folder.
         runtime_name: ``tflite``, ``tflite-fp16`` or ``tflite-int8``.
-        threads: the interpreter's thread count.
+        threads: each interpreter's thread count.
     """
 
     def __init__(self, path: str | Path, runtime_name: str = "tflite", threads: int = 2) -> None:
         self.runtime_name = runtime_name
         super().__init__(path, threads)
-        from ai_edge_litert.interpreter import Interpreter
+        self._runners: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._runner()  # a corrupt file fails the load, not the first request
 
-        try:
-            self._interpreter: Any = Interpreter(
-                model_path=str(self.variant_path), num_threads=threads
-            )
-            self._runner: Any = self._interpreter.get_signature_runner(SIGNATURE)
-        except Exception as exc:
-            raise VariantError(f"{self.variant_path} is not a usable TFLite model: {exc}") from exc
+    def _runner(self) -> Any:
+        thread = threading.get_ident()
+        runner = self._runners.get(thread)
+        if runner is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            try:
+                interpreter = Interpreter(
+                    model_path=str(self.variant_path), num_threads=self.threads
+                )
+                runner = interpreter.get_signature_runner(SIGNATURE)
+            except Exception as exc:
+                raise VariantError(
+                    f"{self.variant_path} is not a usable TFLite model: {exc}"
+                ) from exc
+            with self._lock:
+                self._runners[thread] = runner
+        return runner
+
+    @property
+    def interpreters(self) -> int:
+        """Interpreters opened so far (one per thread that ran a batch)."""
+        return len(self._runners)
 
     def predict(self, signature: str, inputs: Arrays) -> Arrays:
-        """Run one batch (the runner resizes its inputs to the batch)."""
-        outputs = self._runner(**self._cast(inputs))
+        """Run one batch on this thread's interpreter (resized to the batch)."""
+        outputs = self._runner()(**self._cast(inputs))
         return {name: np.array(value) for name, value in outputs.items()}
 
     def close(self) -> None:
-        """Drop the interpreter."""
-        self._runner = None
-        self._interpreter = None
+        """Drop every interpreter."""
+        with self._lock:
+            self._runners.clear()
 
 
 class OnnxRuntime(_VariantRuntime):

@@ -10,7 +10,9 @@ configured runtime whose file is absent fails the version with a message naming 
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -123,6 +125,29 @@ def test_a_corrupt_variant_file_is_a_variant_error(variant_version: Path, tmp_pa
     (version / "model.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(VariantError, match="not a usable TFLite model"):
         TFLiteRuntime(version)
+
+
+def test_tflite_runs_concurrent_batches_on_one_interpreter_per_thread(
+    variant_version: Path,
+) -> None:
+    runtime = TFLiteRuntime(variant_version, runtime_name="tflite-int8", threads=1)
+    inputs, _ = mnist_test()
+    chunks = [inputs[i * 64 : (i + 1) * 64] for i in range(8)]
+    serial = [runtime.predict("serving_default", {"image": c})["probabilities"] for c in chunks]
+    start = threading.Barrier(4)
+
+    def run_all() -> list[np.ndarray]:
+        start.wait()  # the four threads run their batches at the same time
+        return [runtime.predict("serving_default", {"image": c})["probabilities"] for c in chunks]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [pool.submit(run_all) for _ in range(4)]
+        for result in results:
+            for expected, got in zip(serial, result.result(timeout=120), strict=True):
+                np.testing.assert_array_equal(got, expected)
+    assert runtime.interpreters == 5  # the loading thread's and one per pool thread
+    runtime.close()
+    assert runtime.interpreters == 0
 
 
 def test_v2_metadata_and_config_name_the_serving_runtime(served: ServerThread) -> None:
