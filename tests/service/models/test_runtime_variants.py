@@ -49,6 +49,8 @@ def served(
     plain = base / "mnist_plain" / "1"
     shutil.copytree(variant_version, plain, ignore=shutil.ignore_patterns("*.onnx"))
     models = {f"mnist_{r}": {"runtime": r} for r in RUNTIMES}
+    shutil.copytree(variant_version, base / "mnist_auto" / "1")
+    models["mnist_auto"] = {"runtime": "auto"}
     models["mnist_truncated"] = {"runtime": "tflite"}
     models["mnist_plain"] = {"runtime": "onnxruntime"}
     thread = ServerThread(make_settings(base, models=models)).start()
@@ -100,6 +102,13 @@ def test_each_model_exports_the_runtime_serving_it(served: ServerThread) -> None
     series = runtime_series(served.rest_url)
     for runtime in RUNTIMES:
         assert series[f"mnist_{runtime}"] == runtime
+
+
+def test_auto_serves_one_of_the_gated_runtimes_within_the_gate(served: ServerThread) -> None:
+    assert runtime_series(served.rest_url)["mnist_auto"] in RUNTIMES
+    inputs, labels = mnist_test()
+    classes = predicted_classes(served.grpc_target, "mnist_auto", inputs)
+    assert float(np.mean(classes == labels)) > 0.97
 
 
 def test_a_truncated_variant_is_served_by_tensorflow(served: ServerThread) -> None:
