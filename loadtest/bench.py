@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.runtimes:
             from loadtest.runtimes import prepare_variants, run_runtimes
 
-            print("runtimes (variants of mnist_dnn and resnet50) ...", flush=True)
+            print("runtimes (variants of mnist_dnn, sign_cnn and resnet50) ...", flush=True)
             prepare_variants(repo)
             report["runtimes"] = run_runtimes(
                 repo,

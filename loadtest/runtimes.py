@@ -45,7 +45,7 @@ TARGET_OF = {
     "tflite-int8": "tflite-int8",
     "onnxruntime": "onnx",
 }
-RAW_SIZES = {"mnist_dnn": [1, 8, 32, 128], "resnet50": [1, 4, 8, 16]}
+RAW_SIZES = {"mnist_dnn": [1, 8, 32, 128], "sign_cnn": [1, 8, 32, 128], "resnet50": [1, 4, 8, 16]}
 SETUPS = (
     "tensorflow=tensorflow",
     "tflite=tflite",
@@ -101,10 +101,33 @@ def write_variants(version_dir: Path, calibration: np.ndarray, gate_data: str | 
 
 
 def prepare_variants(repo: Path) -> None:
-    """mnist_dnn's variants through the gate on MNIST; resnet50's calibrated on noise."""
+    """mnist_dnn's variants through the gate on MNIST; sign_cnn's and resnet50's (random
+    init, sign_cnn exported here) calibrated on noise."""
     write_variants(repo / "mnist_dnn" / "1", np.zeros((0,)), str(MNIST_NPZ))
-    calibration = np.random.default_rng(0).random((16, 224, 224, 3), np.float32)
-    write_variants(repo / "resnet50" / "1", calibration, None)
+    if not (repo / "sign_cnn" / "1").is_dir():
+        export_sign_cnn(repo)
+    rng = np.random.default_rng(0)
+    write_variants(repo / "sign_cnn" / "1", rng.random((16, 128, 128, 1), np.float32), None)
+    write_variants(repo / "resnet50" / "1", rng.random((16, 224, 224, 3), np.float32), None)
+
+
+def export_sign_cnn(repo: Path) -> None:
+    """A random-init sign_cnn as ``sign_cnn/1`` (raw figures only; it is not served)."""
+    import keras
+
+    from contract.model_card import ImageContract
+    from training.export import export_model
+    from training.models.architectures import sign_cnn
+
+    keras.utils.set_random_seed(0)
+    export_model(
+        sign_cnn((128, 128, 1), 26),
+        model_dir=repo,
+        name="sign_cnn",
+        image=ImageContract(color_mode="grayscale", height=128, width=128, resample="bilinear"),
+        labels=[chr(ord("A") + i) for i in range(26)],
+        provenance={"architecture": "sign_cnn", "dataset": "random-init"},
+    )
 
 
 def raw_items_per_s(
@@ -136,7 +159,7 @@ def raw_items_per_s(
 def raw_table(
     repo: Path, raw_seconds: float, threads: int, runtimes: tuple[str, ...]
 ) -> dict[str, dict[str, dict[int, float]]]:
-    """Raw items/s of every runtime at every batch size, for mnist_dnn and resnet50."""
+    """Raw items/s of every runtime at every batch size, for mnist_dnn, sign_cnn, resnet50."""
     raw: dict[str, dict[str, dict[int, float]]] = {}
     for model, batch_sizes in RAW_SIZES.items():
         raw[model] = {}
@@ -177,7 +200,8 @@ def run_runtimes(
     runtimes: tuple[str, ...] = RUNTIMES,
     setups: tuple[str, ...] = SETUPS,
 ) -> dict[str, Any]:
-    """The stage itself over a repository holding mnist_dnn/1 and resnet50/1 with variants."""
+    """The stage itself over a repository holding mnist_dnn/1, sign_cnn/1 and resnet50/1 with
+    their variants."""
     raw = raw_table(repo, raw_seconds, threads, runtimes)
     tf_ceiling = {m: max(raw[m]["tensorflow"].values()) for m in raw}
     ratios = {
@@ -249,10 +273,10 @@ def summarize(per_round: list[dict[str, Any]], label: str) -> dict[str, Any]:
 def prepared_repository(workdir: Path) -> Path:
     """The models and variants under ``workdir``, prepared unless an earlier run left them."""
     repo = workdir / "models"
-    if (repo / "resnet50" / "1" / VARIANT_FILES["tflite-int8"]).is_file():
-        return repo
-    repo = prepare_models(workdir, ROOT / "models" / "mnist_dnn")
-    prepare_variants(repo)
+    if not (repo / "resnet50" / "1").is_dir():
+        repo = prepare_models(workdir, ROOT / "models" / "mnist_dnn")
+    if not (repo / "sign_cnn" / "1" / VARIANT_FILES["tflite-int8"]).is_file():
+        prepare_variants(repo)
     return repo
 
 
