@@ -24,7 +24,6 @@ from service.metrics import Metrics
 from service.transport.http import json_response
 
 ASSETS = Path(__file__).with_name("console_assets")
-RUNTIME = "tensorflow"
 
 
 class ConsoleRest:
@@ -78,12 +77,22 @@ class ConsoleRest:
         return {
             "version": version,
             "state": state,
-            "runtime": RUNTIME,
+            "runtime": _runtime(self._metrics, model, version),
             "live_accuracy": self._feedback.accuracy(model, version),
             "labelled": int(value("primer_feedback_labelled_total", labels) or 0),
             "drift_psi": psi if psi["pixels"] is not None else None,
             "mean_latency_ms": total / count * 1e3 if count else None,
         }
+
+
+def _runtime(metrics: Metrics, model: str, version: int) -> str | None:
+    """The runtime serving a version (``primer_model_runtime``), None when none is."""
+    for family in metrics.model_runtime.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if (labels["model"], labels["version"]) == (model, str(version)) and sample.value:
+                return labels["runtime"]
+    return None
 
 
 def _protocols(metrics: Metrics) -> set[str]:

@@ -100,8 +100,11 @@ def test_every_variant_keeps_accuracy_on_the_mnist_test_set(served: ServerThread
 
 def test_each_model_exports_the_runtime_serving_it(served: ServerThread) -> None:
     series = runtime_series(served.rest_url)
+    console = httpx.get(f"{served.rest_url}/console/summary").json()
+    shown = {m["name"]: m["versions"][0]["runtime"] for m in console["models"]}
     for runtime in RUNTIMES:
         assert series[f"mnist_{runtime}"] == runtime
+        assert shown[f"mnist_{runtime}"] == runtime
 
 
 def test_auto_serves_one_of_the_gated_runtimes_within_the_gate(served: ServerThread) -> None:
