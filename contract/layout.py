@@ -31,6 +31,13 @@ ASSETS_EXTRA = PurePosixPath("assets.extra")
 MODEL_CARD_PATH = ASSETS_EXTRA / "model.json"
 WARMUP_PATH = ASSETS_EXTRA / "tf_serving_warmup_requests"
 LABELS_PATH = ASSETS_EXTRA / "labels.txt"
+VARIANT_FILES = {
+    "tflite": "model.tflite",
+    "tflite-fp16": "model-fp16.tflite",
+    "tflite-int8": "model-int8.tflite",
+    "onnxruntime": "model.onnx",
+}
+"""Deployment variants beside the SavedModel, by the runtime serving each (docs/variants.md)."""
 STAGING_PREFIX = ".tmp-export-"
 """Exports are written into a folder with this prefix, then renamed to the version."""
 

@@ -122,6 +122,8 @@ class ModelCard:
     labels: tuple[str, ...] = ()
     signature: str = SIGNATURE
     provenance: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, Any] = field(default_factory=dict)
+    """Deployment variants by runtime (file, format, bytes, settings, fidelity)."""
     format: int = MODEL_CARD_FORMAT
 
     @classmethod
@@ -141,6 +143,7 @@ class ModelCard:
                 image=ImageContract.from_dict(image) if image else None,
                 labels=tuple(str(label) for label in data.get("labels") or ()),
                 provenance=dict(data.get("provenance") or {}),
+                variants=dict(data.get("variants") or {}),
             )
         except ModelCardError:
             raise
@@ -161,6 +164,7 @@ class ModelCard:
             "image": self.image.to_dict() if self.image else None,
             "labels": list(self.labels),
             "provenance": self.provenance,
+            **({"variants": self.variants} if self.variants else {}),
         }
 
 

@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--head-to-head-seconds", type=float, default=4.0, help="per protocol per round"
     )
+    parser.add_argument(
+        "--runtimes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the runtimes stage: TFLite / ONNX Runtime variants (loadtest.runtimes)",
+    )
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -192,6 +198,19 @@ def main(argv: list[str] | None = None) -> int:
                 report["naive"][s.name] = drive(s.url(naive_port), s, concurrencies, None)
         print("protocol floor (the same stacks answering without work) ...", flush=True)
         report["floor"] = drive_floor(max(concurrencies), args.seconds, bodies["mnist_json"])
+        if args.runtimes:
+            from loadtest.runtimes import prepare_variants, run_runtimes
+
+            print("runtimes (variants of mnist_dnn, sign_cnn and resnet50) ...", flush=True)
+            prepare_variants(repo)
+            report["runtimes"] = run_runtimes(
+                repo,
+                bodies["resnet_jpeg"],
+                raw_seconds=args.raw_seconds,
+                seconds=args.resnet_seconds,
+                concurrency=max(concurrencies),
+                threads=2,
+            )
 
     report["summary"] = summarize(report)
     print("\nsummary (efficiency = served items/s / raw best-batch items/s):")

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", help="auto | cpu | gpu:N (default: auto)")
     parser.add_argument(
+        "--runtime",
+        help="tensorflow | tflite | tflite-fp16 | tflite-int8 | onnxruntime | auto "
+        "(default: tensorflow; docs/variants.md)",
+    )
+    parser.add_argument(
         "--shutdown-timeout-s",
         type=float,
         help="grace period for admitted requests on SIGTERM (default: 30)",
@@ -86,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         poll_interval_s=args.poll_interval_s,
         device=args.device,
+        runtime=args.runtime,
         shutdown_timeout_s=args.shutdown_timeout_s,
         tls_cert_file=args.tls_cert_file,
         tls_key_file=args.tls_key_file,

@@ -30,6 +30,12 @@ __all__ = ["CliError", "build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``primer-train``; returns the exit status."""
     args = None
+    if argv is None:
+        argv = sys.argv[1:]
+    if list(argv[:1]) == ["optimize"]:  # ``primer-train optimize <version> --to ...``
+        from training.optimize import main as optimize_main
+
+        return optimize_main(list(argv[1:]))
     try:
         args = build_parser().parse_args(argv)
         outcome = train_and_export(args)
@@ -51,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: trained (test accuracy {accuracy:.4f}); only the chief exports")
         return 0
     print(f"{PROG}: exported {outcome.version_dir} (test accuracy {accuracy:.4f})")
+    if args.optimize:
+        from training.optimize import main as optimize_main
+
+        return optimize_main(
+            [str(outcome.version_dir), "--to", args.optimize, "--data", str(args.data)]
+        )
     return 0
 
 

@@ -346,6 +346,12 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         help="pin the version number; refused if it exists (default: the next one)",
     )
+    export.add_argument(
+        "--optimize",
+        metavar="VARIANTS",
+        help="after export, write these deployment variants behind the fidelity gate, e.g. "
+        "tflite,tflite-fp16,tflite-int8,onnx (docs/variants.md)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,8 +29,8 @@ from contract.reference_profile import (
     psi,
     read_profile,
 )
-from service.config import EvaluationSettings
 from service.evaluation.feedback import class_scores
+from service.evaluation_settings import EvaluationSettings
 from service.inference.events import Answered
 from service.inference.side_work import Lane, SideWork
 from service.metrics import Metrics

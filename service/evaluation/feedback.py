@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.config import EvaluationSettings
 from service.errors import (
     DuplicateFeedbackError,
     FeedbackExpiredError,
@@ -22,6 +21,7 @@ from service.errors import (
     ServingError,
     UnknownRequestIdError,
 )
+from service.evaluation_settings import EvaluationSettings
 from service.inference.events import Answered
 from service.metrics import Metrics
 

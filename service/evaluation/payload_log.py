@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from service.config import EvaluationSettings
+from service.evaluation_settings import EvaluationSettings
 from service.inference.events import Answered
 from service.inference.side_work import Lane, SideWork
 from service.metrics import Metrics

@@ -57,7 +57,7 @@ class BatchStats:
 
 
 class BatchObserver(Protocol):
-    """Receives batch-level events (``service.metrics.VersionMetrics`` implements this)."""
+    """Receives batch-level events (``service.version_metrics.VersionMetrics`` implements this)."""
 
     def batch_ran(self, rows: int, padding: int, inference_s: float) -> None:
         """A batch of ``rows`` rows (``padding`` of them filler) ran in ``inference_s``."""

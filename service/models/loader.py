@@ -14,6 +14,7 @@ from contract.layout import MODEL_CARD_PATH
 from contract.model_card import ModelCard, parse_model_card
 from service.models import memory, storage
 from service.models.runtime import Runtime, SavedModelRuntime
+from service.models.runtime_choice import choose
 from service.models.session_runtime import SessionRuntime, is_tf1_saved_model
 from service.models.warmup import warm_up
 
@@ -25,6 +26,12 @@ class LoadedModel:
     runtime: Runtime
     card: ModelCard | None
     warmup_requests: int
+    runtime_name: str = "tensorflow"
+    """The runtime serving the version (``tensorflow``, ``tflite``, ``onnxruntime``...)."""
+    runtime_timings_s: dict[str, float] | None = None
+    """``auto``'s seconds per timing pass, by runtime."""
+    failed_variants: dict[str, str] | None = None
+    """Variants that could not be opened (FAILED), with the reason."""
 
 
 def read_card(version_dir: str) -> ModelCard | None:
@@ -44,19 +51,35 @@ def open_runtime(path: str, device: str) -> Runtime:
     return SavedModelRuntime(path, device=device)
 
 
-def load_version(path: str, device: str, batch_sizes: Iterable[int]) -> LoadedModel:
-    """Load the version at ``path`` on ``device`` and warm it up.
+def load_version(
+    path: str,
+    device: str,
+    batch_sizes: Iterable[int],
+    runtime: str = "tensorflow",
+    threads: int = 2,
+) -> LoadedModel:
+    """Load the version at ``path`` on ``device`` with ``runtime`` and warm it up.
 
     Raises:
         Exception: whatever the card, TensorFlow or the warm-up raise; the manager reports
             it as the version's FAILED status.
     """
     card = read_card(path)
+    sizes = list(batch_sizes)
+    gated = list(card.variants) if card is not None else []
     with memory.loading():
-        runtime = open_runtime(path, device)
+        choice = choose(
+            path,
+            runtime,
+            device,
+            lambda: open_runtime(path, device),
+            gated,
+            sizes,
+            threads=threads,
+        )
         try:
-            warmed = warm_up(runtime, path, batch_sizes)
+            warmed = warm_up(choice.runtime, path, sizes)
         except BaseException:
-            runtime.close()
+            choice.runtime.close()
             raise
-    return LoadedModel(runtime, card, warmed)
+    return LoadedModel(choice.runtime, card, warmed, choice.name, choice.timings_s, choice.failed)

@@ -26,13 +26,14 @@ from contract.errors import InvalidModelNameError
 from contract.layout import check_model_name
 from service.config import Settings
 from service.errors import ModelNotFoundError, ModelUnavailableError, serving_error
-from service.metrics import Metrics, VersionMetrics
+from service.metrics import Metrics
 from service.models import budget, memory, source, storage, traffic
 from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
 from service.models.rollout import RolloutController
 from service.models.versions import ServedVersion, VersionRecord
+from service.version_metrics import VersionMetrics
 from service.views import ExperimentView, VersionState, VersionStatus
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,13 @@ class ModelManager:
     def _load_blocking(self, record: VersionRecord) -> LoadedModel:
         batching = self._settings.batching_for(record.model)
         sizes = [1, batching.max_batch_size, *(batching.allowed_batch_sizes or [])]
-        return load_version(record.path, self._device_for(record.model), sizes)
+        return load_version(
+            record.path,
+            self._device_for(record.model),
+            sizes,
+            self._settings.runtime_for(record.model),
+            self._settings.runtime_threads,
+        )
 
     async def _load(self, record: VersionRecord) -> None:
         self._set_state(record, VersionState.LOADING)
@@ -222,6 +229,7 @@ class ModelManager:
         served = ServedVersion(
             record.model, record.version, loaded.runtime, loaded.card, batcher, metrics
         )
+        served.runtime_name = loaded.runtime_name
         metrics.track(
             queue_depth=lambda: batcher.queue_depth,
             inflight=lambda: served.inflight,
@@ -232,8 +240,14 @@ class ModelManager:
         self._load_seconds[record.model] = time.monotonic() - started
         self._metrics.model_load_duration.labels(record.model).observe(time.monotonic() - started)
         self._set_state(record, VersionState.AVAILABLE)
+        self._metrics.set_model_runtime(record.model, record.version, loaded.runtime_name)
         memory.after_load()
-        logger.info("%s is AVAILABLE (%.1fs)", record.label, time.monotonic() - started)
+        logger.info(
+            "%s is AVAILABLE on %s (%.1fs)",
+            record.label,
+            loaded.runtime_name,
+            time.monotonic() - started,
+        )
 
     async def _retire(self, record: VersionRecord) -> None:
         if record.state is VersionState.UNLOADING:
@@ -247,6 +261,7 @@ class ModelManager:
             served.runtime.close()
         self._set_state(record, None)
         self._forget_footprint(record)
+        self._metrics.set_model_runtime(record.model, record.version, None)
         record.state = VersionState.END
         records = self._records.get(record.model, {})
         if records.get(record.version) is record:

@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from contract.model_card import ModelCard
-from service.metrics import VersionMetrics
 from service.models.batching import Batcher
 from service.models.runtime import Runtime
+from service.version_metrics import VersionMetrics
 from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
 
 
@@ -23,6 +23,7 @@ class ServedVersion:
     batcher: Batcher
     metrics: VersionMetrics
     inflight: int = 0
+    runtime_name: str = "tensorflow"
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _view: ModelView | None = field(default=None, init=False, repr=False)
 
@@ -46,6 +47,7 @@ class ServedVersion:
                 self.runtime.signatures,
                 self.runtime.signature_defs,
                 self.card,
+                self.runtime_name,
             )
         return self._view
 

@@ -15,11 +15,18 @@ from service.errors import InvalidInputError
 from service.inference.core import InferenceCore
 from service.inference.request import InferenceRequest
 from service.protocols.kserve_v2.tensors import spec_datatype
-from service.views import SignatureSpec, TensorSpec, VersionState
+from service.views import TensorSpec, VersionState
 
 SERVER_NAME = "primer-serving"
 PLATFORM = "tensorflow_savedmodel"
-BACKEND = "tensorflow"
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorflow": PLATFORM}
+"""Triton's platform name per runtime; the TFLite variants report ``tensorflow_lite``."""
+
+
+def _platform(runtime: str) -> str:
+    return PLATFORMS.get(runtime, "tensorflow_lite")
+
+
 EXTENSIONS = ("binary_tensor_data", "model_configuration", "parameters", "statistics")
 TIMEOUT_PARAMETER = "timeout"
 """Request parameter (as in Triton): the request's timeout in microseconds."""
@@ -59,13 +66,10 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec_datatype(spec), "shape": spec.shape_for_display()}
 
 
-def _signature(core: InferenceCore, name: str, version: int | None) -> SignatureSpec:
-    return core.model_view(name, version).signature(None)
-
-
 def model_metadata(core: InferenceCore, name: str, version: int | None) -> dict[str, Any]:
     """``GET /v2/models/{m}`` / ``ModelMetadata`` of the version that would serve."""
-    signature = _signature(core, name, version)
+    view = core.model_view(name, version)
+    signature = view.signature(None)
     versions = [
         str(status.version)
         for status in core.statuses(name)
@@ -74,7 +78,7 @@ def model_metadata(core: InferenceCore, name: str, version: int | None) -> dict[
     return {
         "name": name,
         "versions": versions,
-        "platform": PLATFORM,
+        "platform": _platform(view.runtime),
         "inputs": [_tensor(s) for s in signature.inputs.values()],
         "outputs": [_tensor(s) for s in signature.outputs.values()],
     }
@@ -96,7 +100,8 @@ def model_config(
     When every signature tensor has a variable first dimension the model batches:
     ``max_batch_size`` is the request row limit and ``dims`` leave the batch dimension out.
     """
-    signature = _signature(core, name, version)
+    view = core.model_view(name, version)
+    signature = view.signature(None)
     specs = [*signature.inputs.values(), *signature.outputs.values()]
     batches = all(s.shape and s.shape[0] is None for s in specs)
     skip = 1 if batches else 0
@@ -110,8 +115,8 @@ def model_config(
 
     config: dict[str, Any] = {
         "name": name,
-        "platform": PLATFORM,
-        "backend": BACKEND,
+        "platform": _platform(view.runtime),
+        "backend": view.runtime,
         "max_batch_size": settings.max_rows_per_request if batches else 0,
         "input": [tensor(s) for s in signature.inputs.values()],
         "output": [tensor(s) for s in signature.outputs.values()],

@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 
 from contract.model_card import read_model_card
-from service.config import EvaluationSettings
 from service.errors import FeedbackExpiredError
 from service.evaluation.feedback import Feedback
+from service.evaluation_settings import EvaluationSettings
 from service.inference.events import Answered
 from service.inference.request import InferenceRequest, Timing
 from service.metrics import Metrics

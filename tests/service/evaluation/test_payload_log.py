@@ -15,8 +15,9 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from service.config import EvaluationSettings, Settings
+from service.config import Settings
 from service.evaluation.payload_log import PayloadLog
+from service.evaluation_settings import EvaluationSettings
 from service.inference.events import Answered
 from service.inference.request import InferenceRequest, Timing
 from service.inference.side_work import SideWork
