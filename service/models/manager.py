@@ -32,7 +32,7 @@ from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
 from service.models.rollout import RolloutController
-from service.models.versions import ServedVersion, VersionRecord
+from service.models.versions import ServedVersion, VersionRecord, start_serving
 from service.version_metrics import VersionMetrics
 from service.views import ExperimentView, VersionState, VersionStatus
 
@@ -226,28 +226,15 @@ class ModelManager:
         batcher = Batcher(
             loaded.runtime.predict, batching, self._run_executor, metrics, record.label
         )
-        served = ServedVersion(
-            record.model, record.version, loaded.runtime, loaded.card, batcher, metrics
-        )
-        served.runtime_name = loaded.runtime_name
-        metrics.track(
-            queue_depth=lambda: batcher.queue_depth,
-            inflight=lambda: served.inflight,
-            queue_capacity=batcher.queue_capacity,
-        )
-        batcher.start()
+        served = start_serving(record.model, record.version, loaded, batcher, metrics)
         record.served = served
         self._load_seconds[record.model] = time.monotonic() - started
         self._metrics.model_load_duration.labels(record.model).observe(time.monotonic() - started)
         self._set_state(record, VersionState.AVAILABLE)
         self._metrics.set_model_runtime(record.model, record.version, loaded.runtime_name)
         memory.after_load()
-        logger.info(
-            "%s is AVAILABLE on %s (%.1fs)",
-            record.label,
-            loaded.runtime_name,
-            time.monotonic() - started,
-        )
+        elapsed = time.monotonic() - started
+        logger.info("%s is AVAILABLE on %s (%.1fs)", record.label, loaded.runtime_name, elapsed)
 
     async def _retire(self, record: VersionRecord) -> None:
         if record.state is VersionState.UNLOADING:

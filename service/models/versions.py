@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from contract.model_card import ModelCard
 from service.models.batching import Batcher
+from service.models.loader import LoadedModel
 from service.models.runtime import Runtime
 from service.version_metrics import VersionMetrics
 from service.views import ModelView, SignatureSpec, VersionState, VersionStatus
@@ -77,3 +78,18 @@ class VersionRecord:
     @property
     def holds_memory(self) -> bool:
         return self.state not in (VersionState.FAILED, VersionState.END)
+
+
+def start_serving(
+    model: str, version: int, loaded: LoadedModel, batcher: Batcher, metrics: VersionMetrics
+) -> ServedVersion:
+    """A loaded version, served: its gauges tracked and its batcher started."""
+    served = ServedVersion(model, version, loaded.runtime, loaded.card, batcher, metrics)
+    served.runtime_name = loaded.runtime_name
+    metrics.track(
+        queue_depth=lambda: batcher.queue_depth,
+        inflight=lambda: served.inflight,
+        queue_capacity=batcher.queue_capacity,
+    )
+    batcher.start()
+    return served
