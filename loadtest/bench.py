@@ -44,6 +44,7 @@ from loadtest.scenarios import (
 )
 from loadtest.stages import (
     FLOOR_SCENARIOS,
+    GRPC_ENCODINGS,
     GRPC_SCENARIOS,
     HEAD_TO_HEAD_BASELINE,
     drive,
@@ -52,6 +53,20 @@ from loadtest.stages import (
     drive_head_to_head,
     raw_ceiling,
 )
+
+
+def tensor_content_server(workdir: Path, repo: Path, port: int, grpc_port: int) -> list[str]:
+    """The command of a second server over mnist_dnn alone that answers TF Serving Predict in
+    ``tensor_content`` (TF Serving's opt-in encoding), for the head-to-head stage."""
+    models = workdir / "tensor_content_models"
+    models.mkdir(exist_ok=True)
+    if not (models / "mnist_dnn").exists():
+        (models / "mnist_dnn").symlink_to(repo / "mnist_dnn")
+    config = workdir / "tensor_content.yaml"
+    config.write_text(
+        "enable_serialization_as_tensor_content: true\nbatching: {max_queue_size: 1024}\n"
+    )
+    return serve_command(models, port, grpc_port, config)
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         report["scenarios"].update(
             {name: {"model": "mnist_dnn", "seconds": args.seconds} for name in GRPC_SCENARIOS}
         )
+        for name, encoding in GRPC_ENCODINGS.items():
+            report["scenarios"].setdefault(name, {"model": "mnist_dnn", "seconds": args.seconds})[
+                "encoding"
+            ] = encoding
+            print(f"  {name}: responses in {encoding}", flush=True)
         port, grpc_port = free_port(), free_port()
         print("primer-serve ...", flush=True)
         with running(serve_command(repo, port, grpc_port, config), port):
@@ -180,16 +200,20 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.head_to_head_rounds} interleaved rounds) ...",
                     flush=True,
                 )
-                report["head_to_head"] = drive_head_to_head(
-                    port,
-                    grpc_port,
-                    [s for s in scenarios if s.model == "mnist_dnn"],
-                    max(concurrencies),
-                    args.head_to_head_rounds,
-                    args.head_to_head_seconds,
-                    metrics_url,
-                    args.grpc_client,
-                )
+                other_port, other_grpc = free_port(), free_port()
+                other = tensor_content_server(workdir, repo, other_port, other_grpc)
+                with running(other, other_port):
+                    report["head_to_head"] = drive_head_to_head(
+                        port,
+                        grpc_port,
+                        [s for s in scenarios if s.model == "mnist_dnn"],
+                        max(concurrencies),
+                        args.head_to_head_rounds,
+                        args.head_to_head_seconds,
+                        metrics_url,
+                        args.grpc_client,
+                        (other_grpc, f"http://127.0.0.1:{other_port}/metrics"),
+                    )
         for s in (s for s in scenarios if s.naive):
             print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
             naive_port = free_port()

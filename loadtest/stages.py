@@ -65,6 +65,15 @@ GRPC_SCENARIOS = {
     "mnist_grpc_v2": ("v2", "grpc_v2"),
 }
 """Scenario name → (request kind, the server's ``protocol`` label)."""
+TENSOR_CONTENT_SCENARIO = "mnist_grpc_tfserving_tensor_content"
+GRPC_ENCODINGS = {
+    "mnist_grpc_tfserving": "typed fields (float_val...), TF Serving's default",
+    "mnist_grpc_v2": "raw_output_contents, as Triton answers",
+    TENSOR_CONTENT_SCENARIO: (
+        "tensor_content, a second server with enable_serialization_as_tensor_content"
+    ),
+}
+"""How each gRPC scenario's responses carry their tensors."""
 
 
 def grpc_load(
@@ -220,8 +229,11 @@ def drive_head_to_head(
     seconds: float,
     metrics_url: str,
     client: str,
+    tensor_content: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
-    """The mnist_dnn REST scenarios and both gRPC APIs in interleaved rounds."""
+    """The mnist_dnn REST scenarios and both gRPC APIs in interleaved rounds; with
+    ``tensor_content`` (gRPC port, metrics URL of a server answering in ``tensor_content``),
+    TF Serving Predict in that encoding too."""
     loads: dict[str, Callable[[], dict[str, Any]]] = {
         s.name: lambda s=s: s.run(s.url(port), concurrency, seconds).to_dict() for s in rest
     }
@@ -229,6 +241,17 @@ def drive_head_to_head(
     for name, (kind, _) in GRPC_SCENARIOS.items():
         loads[name] = lambda name=name, kind=kind: grpc_load(
             f"127.0.0.1:{grpc_port}", name, bodies[kind], concurrency, seconds, metrics_url, client
+        )
+    if tensor_content is not None:
+        other_port, other_metrics = tensor_content
+        loads[TENSOR_CONTENT_SCENARIO] = lambda: grpc_load(
+            f"127.0.0.1:{other_port}",
+            "mnist_grpc_tfserving",
+            bodies["tfserving"],
+            concurrency,
+            seconds,
+            other_metrics,
+            client,
         )
     comparison = compare_rounds(head_to_head(loads, rounds))
     for name, entry in comparison.items():
