@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,8 @@ def tensor_content_server(workdir: Path, repo: Path, port: int, grpc_port: int) 
     ``tensor_content`` (TF Serving's opt-in encoding), for the head-to-head stage."""
     models = workdir / "tensor_content_models"
     models.mkdir(exist_ok=True)
-    if not (models / "mnist_dnn").exists():
-        (models / "mnist_dnn").symlink_to(repo / "mnist_dnn")
+    if not (models / "mnist_dnn").exists():  # a copy: the server refuses links leading out
+        shutil.copytree(repo / "mnist_dnn", models / "mnist_dnn")
     config = workdir / "tensor_content.yaml"
     config.write_text(
         "enable_serialization_as_tensor_content: true\nbatching: {max_queue_size: 1024}\n"
