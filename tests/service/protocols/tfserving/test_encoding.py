@@ -103,7 +103,6 @@ def _mnist_client_accuracy(target: str, images: np.ndarray, labels: np.ndarray) 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HISTORY.exists(), reason="the shipped mnist_dnn is not in the tree")
 def test_mnist_client_reading_float_val_gets_the_test_accuracy(server: ServerThread) -> None:
     with np.load(MNIST_NPZ) as data:
         images = data["x_test"].astype(np.float32) / 255.0
