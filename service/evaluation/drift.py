@@ -51,23 +51,58 @@ def held_bytes(event: Answered) -> int:
 
 @dataclass
 class _Window:
-    """Histograms of the last rows of one version, one entry per request."""
+    """Histograms of the last rows of one version, one entry per request.
+
+    Entries arrive and leave in bulks (numpy over a bulk's rows, not a Python step per
+    request); the oldest entry leaves once the window holds ``limit`` rows without it.
+    """
 
     profile: ReferenceProfile
-    entries: deque[tuple[int, dict[str, np.ndarray]]] = field(default_factory=deque)
+    bulks: deque[_Bulk] = field(default_factory=deque)
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     rows: int = 0
 
-    def add(self, rows: int, counts: dict[str, np.ndarray], limit: int) -> None:
-        self.entries.append((rows, counts))
-        self.rows += rows
+    def add(self, rows: np.ndarray, counts: dict[str, np.ndarray], limit: int) -> None:
+        """Add one entry per element of ``rows`` (its row count), ``counts`` holding each
+        feature's histograms with one line per entry; then slide past the oldest ones."""
+        self.bulks.append(_Bulk(np.cumsum(rows), counts))
+        self.rows += int(rows.sum())
         for name, value in counts.items():
-            self.sums[name] = self.sums.get(name, 0) + value
-        while self.rows - self.entries[0][0] >= limit:
-            old_rows, old = self.entries.popleft()
-            self.rows -= old_rows
-            for name, value in old.items():
+            self.sums[name] = self.sums.get(name, 0) + value.sum(axis=0)
+        while self.bulks:
+            oldest = self.bulks[0]
+            removed, drop = oldest.take_while_at_most(self.rows - limit)
+            self.rows -= removed
+            for name, value in drop.items():
                 self.sums[name] = self.sums[name] - value
+            if not oldest.empty:
+                return
+            self.bulks.popleft()
+
+
+@dataclass
+class _Bulk:
+    """The entries of one bulk still in a window: cumulative row counts and histograms."""
+
+    cumulative_rows: np.ndarray
+    counts: dict[str, np.ndarray]
+    start: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.start >= len(self.cumulative_rows)
+
+    def take_while_at_most(self, budget: int) -> tuple[int, dict[str, np.ndarray]]:
+        """Drop the oldest entries whose rows add up to at most ``budget``; their rows and
+        summed histograms."""
+        before = int(self.cumulative_rows[self.start - 1]) if self.start else 0
+        end = int(np.searchsorted(self.cumulative_rows, before + budget, side="right"))
+        if end <= self.start:
+            return 0, {}
+        dropped = {name: value[self.start : end].sum(axis=0) for name, value in self.counts.items()}
+        removed = int(self.cumulative_rows[end - 1]) - before
+        self.start = end
+        return removed, dropped
 
 
 class DriftMonitor:
@@ -155,8 +190,7 @@ class DriftMonitor:
                 [np.max(s, axis=1) for s in scores], self._confidence_edges
             ),
         }
-        for index, count in enumerate(rows.tolist()):
-            window.add(count, {name: value[index] for name, value in counts.items()}, self._limit)
+        window.add(rows, counts, self._limit)
         if window.rows < self._settings.drift_min_rows:
             return
         references = {

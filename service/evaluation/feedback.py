@@ -28,13 +28,22 @@ from service.metrics import Metrics
 
 @dataclass
 class Served:
-    """One remembered answer: who served it, what it predicted per row, and when."""
+    """One remembered answer: who served it, its class scores per row, and when."""
 
     model: str
     version: int
-    predicted: np.ndarray
+    scores: np.ndarray
     at: float
     labelled: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(self.scores)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """The argmax class of each row: computed when feedback arrives, not per request."""
+        return np.argmax(self.scores, axis=1)
 
 
 def class_scores(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -43,12 +52,6 @@ def class_scores(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
         if value.ndim == 2 and value.shape[1] > 1 and value.dtype.kind == "f":
             return value
     return None
-
-
-def predicted_classes(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The argmax class of each row of a classifier's scores; None for other outputs."""
-    scores = class_scores(outputs)
-    return None if scores is None else np.argmax(scores, axis=1)
 
 
 @dataclass
@@ -92,20 +95,20 @@ class Feedback:
         self._test_accuracy: dict[tuple[str, int], float] = {}
 
     def answered(self, event: Answered) -> None:
-        """Remember the predicted class of each row (O(1): no I/O)."""
-        predicted = predicted_classes(event.outputs)
-        if predicted is None or not event.request_id:
+        """Remember each row's class scores (O(1): no I/O, a reference to the outputs)."""
+        scores = class_scores(event.outputs)
+        if scores is None or not event.request_id:
             return
         previous = self._served.pop(event.request_id, None)
         if previous is not None:
-            self._rows -= len(previous.predicted)
-        self._served[event.request_id] = Served(
-            event.model, event.version, predicted.astype(np.int32), self._clock()
-        )
-        self._rows += len(predicted)
+            self._rows -= previous.rows
+        # a copy: the scores are a view of the whole batch's outputs
+        served = Served(event.model, event.version, scores.copy(), self._clock())
+        self._served[event.request_id] = served
+        self._rows += len(scores)
         while self._rows > self._settings.feedback_capacity and len(self._served) > 1:
             old, forgotten = self._served.popitem(last=False)
-            self._rows -= len(forgotten.predicted)
+            self._rows -= forgotten.rows
             self._forget(old)
 
     def _forget(self, request_id: str) -> None:
@@ -146,7 +149,7 @@ class Feedback:
             )
         if self._clock() - served.at > self._settings.feedback_window_s:
             del self._served[request_id]
-            self._rows -= len(served.predicted)
+            self._rows -= served.rows
             self._forget(request_id)
             raise FeedbackExpiredError(
                 f"request {request_id!r} was answered more than "
@@ -155,10 +158,9 @@ class Feedback:
         if served.labelled:
             raise DuplicateFeedbackError(f"request {request_id!r} already has its label")
         truth = [class_index(label, classes) for label in labels]
-        if len(truth) != len(served.predicted):
+        if len(truth) != served.rows:
             raise InvalidInputError(
-                f"request {request_id!r} answered {len(served.predicted)} rows; "
-                f"got {len(truth)} labels"
+                f"request {request_id!r} answered {served.rows} rows; got {len(truth)} labels"
             )
         served.labelled = True
         key = (served.model, served.version)

@@ -25,14 +25,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 BUSY_POLL_S = 0.005
-"""While the load is at a lane's threshold, the worker looks again after this long."""
+"""While the load is at a lane's threshold, the worker looks again after this long..."""
+MAX_BUSY_POLL_S = 0.08
+"""...doubling while the loop stays busy, up to this: under saturation each look costs the
+loop a forced GIL hand-off, so a busy server is looked at about a dozen times a second."""
 IDLE_POLL_S = 0.1
 """With nothing to do, the worker still wakes this often (to notice ``close``)."""
 DUTY = 0.1
@@ -141,6 +144,7 @@ class SideWork:
     def __init__(self, load: Callable[[], int], metrics: Metrics) -> None:
         self._load = load
         self._metrics = metrics
+        self._counters: dict[tuple[str, str], Any] = {}
         self._lanes: list[Lane] = []
         self._wake = threading.Event()
         self._settled = threading.Condition()
@@ -162,7 +166,12 @@ class SideWork:
 
     def count(self, kind: str, outcome: str, items: int = 1) -> None:
         """Count side-work items by kind and outcome (``done`` or ``shed``)."""
-        self._metrics.side_work_items.labels(kind, outcome).inc(items)
+        child = self._counters.get((kind, outcome))
+        if child is None:  # one label lookup per pair: a full lane sheds on every request
+            child = self._counters[kind, outcome] = self._metrics.side_work_items.labels(
+                kind, outcome
+            )
+        child.inc(items)
 
     def pending(self) -> bool:
         """Whether any lane holds work or a bulk is running."""
@@ -218,13 +227,17 @@ class SideWork:
 
     def _work(self) -> None:
         quiet = 0  # consecutive looks that found the event loop idle
+        poll = BUSY_POLL_S
         while True:
             self._wake.wait(IDLE_POLL_S)
             self._wake.clear()
             while any(len(lane) for lane in self._lanes):
-                quiet = quiet + 1 if self._loop_idle() else 0
+                if self._loop_idle():
+                    quiet, poll = quiet + 1, BUSY_POLL_S
+                else:
+                    quiet, poll = 0, min(poll * 2, MAX_BUSY_POLL_S)
                 if quiet < QUIET_LOOKS or not self._run_ready(self._lanes, self._load_now()):
-                    time.sleep(BUSY_POLL_S)  # clients first: look again shortly
+                    time.sleep(poll)  # clients first: look again shortly
             with self._settled:
                 self._settled.notify_all()
             if self.closed and not any(len(lane) for lane in self._lanes):

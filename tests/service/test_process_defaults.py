@@ -101,3 +101,34 @@ def test_frugal_maps_large_blocks_on_their_own_always() -> None:
 def test_a_threshold_in_the_environment_is_left_alone(mode: str) -> None:
     result = run(THRESHOLDS.format(mode=mode), {"MALLOC_MMAP_THRESHOLD_": str(16 << 20)})
     assert result.stdout.split() == ["serving", "False", "loading", "False", "after", "False"]
+
+
+COLLECTOR = """
+import gc, weakref
+from service import process_defaults
+class Node:
+    pass
+def churn():
+    runs, freed = [], []
+    def count(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+    gc.callbacks.append(count)
+    for _ in range(100_000):  # short-lived cycles: only the collector can free them
+        node = Node()
+        node.self = node
+        weakref.finalize(node, freed.append, 1)
+    del node
+    gc.callbacks.remove(count)
+    return len(runs), len(freed)
+print(*churn())  # CPython's thresholds
+process_defaults.apply("throughput")
+print(*churn())
+"""
+
+
+def test_the_collector_runs_less_often_and_still_frees_cycles() -> None:
+    before_runs, before_freed, runs, freed = map(int, run(COLLECTOR).stdout.split())
+    assert before_freed >= 90_000 and before_runs >= 100
+    assert 1 <= runs <= before_runs / 10, (before_runs, runs)
+    assert freed >= 90_000, "cycles are still collected without an explicit gc.collect()"

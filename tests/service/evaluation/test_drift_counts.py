@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from contract.reference_profile import CONFIDENCE_EDGES, PIXEL_RANGES, histogram, pixel_edges
-from service.evaluation.drift import _per_entry_bincounts, _per_entry_histograms
+from service.evaluation.drift import _per_entry_bincounts, _per_entry_histograms, _Window
 
 
 def _requests(rng: np.random.Generator, edges: np.ndarray) -> list[np.ndarray]:
@@ -57,3 +57,22 @@ def test_bulk_class_counts_equal_bincount_per_request() -> None:
         [np.bincount(part, minlength=10) for part in np.split(classes, np.cumsum(rows)[:-1])]
     )
     np.testing.assert_array_equal(_per_entry_bincounts(classes, rows, 10), expected)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_the_window_slides_entry_by_entry_although_entries_arrive_in_bulks(limit: int) -> None:
+    """After every bulk, the window's sums are those of the newest entries that the rule
+    keeps: drop the oldest while the rows left without it still reach ``limit``."""
+    rng = np.random.default_rng(5)
+    window = _Window(profile=None)  # type: ignore[arg-type]  # the profile is not read here
+    kept: list[tuple[int, np.ndarray]] = []
+    for _ in range(30):
+        size = int(rng.integers(1, 40))
+        rows = rng.integers(1, 4, size)
+        counts = rng.integers(0, 50, (size, 10))
+        window.add(rows, {"pixels": counts}, limit)
+        kept.extend(zip(rows.tolist(), counts, strict=True))
+        while sum(r for r, _ in kept) - kept[0][0] >= limit:
+            kept.pop(0)
+        assert window.rows == sum(r for r, _ in kept)
+        np.testing.assert_array_equal(window.sums["pixels"], np.sum([c for _, c in kept], axis=0))
