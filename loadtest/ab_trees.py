@@ -24,6 +24,7 @@ from typing import Any
 
 from loadtest.peers import Peer
 from loadtest.processes import free_port, running
+from loadtest.reports import write_report
 from loadtest.scenarios import ROOT, serve_command, write_payloads
 from loadtest.stages import head_to_head
 
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     report = measure(args)
     print(json.dumps(report["summary"], indent=1))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(args.out, report)
     print(f"report written to {out}")
     return 0
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from loadtest.charts import bench_chart
 from loadtest.processes import free_port, running
+from loadtest.reports import write_report
 from loadtest.scenarios import (
     ROOT,
     SERVER_CONFIG,
@@ -246,9 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  head to head {name:22s} median {entry['median_requests_per_s']} req/s, "
             f"median ratio to {HEAD_TO_HEAD_BASELINE} {entry['median_ratio']}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(args.out, report)
     bench_chart(report, out.with_suffix(".png"))
     print(f"\nreport written to {out} and {out.with_suffix('.png')}")
     return 0

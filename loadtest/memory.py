@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.processes import free_port, running
+from loadtest.reports import write_report
 
 MODEL = "vgg16"
 SAMPLE_S = 0.1
@@ -238,8 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"variables on disk: {variables >> 20} MiB", flush=True)
         report = measure(args, source, work)
     report["variables_mib"] = variables >> 20
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_report(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "swaps"}, indent=2))
 
 

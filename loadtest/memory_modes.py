@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.processes import free_port, running
+from loadtest.reports import write_report
 from loadtest.scenarios import write_payloads
 from loadtest.wrk import run_wrk
 
@@ -147,8 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         "page_faults_per_request": faults,
     }
     report["median_ratio"] = {n: statistics.median(r) for n, r in report["ratio_to_first"].items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_report(args.out, report)
     print(
         json.dumps(
             {

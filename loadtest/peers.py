@@ -34,6 +34,7 @@ import numpy as np
 
 from loadtest.charts import peers_chart
 from loadtest.processes import free_port, running
+from loadtest.reports import write_report
 from loadtest.scenarios import (
     ROOT,
     mnist_digit,
@@ -298,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_tree": args.baseline_tree,
         "scenarios": comparison,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(args.out, report)
     peers_chart(report, out.with_suffix(".png"))
     print(f"report written to {out} and {out.with_suffix('.png')}")
     return 0

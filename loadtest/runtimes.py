@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ import numpy as np
 
 from contract.layout import VARIANT_FILES
 from loadtest.processes import free_port, running
+from loadtest.reports import write_report
 from loadtest.scenarios import (
     MNIST_NPZ,
     ROOT,
@@ -309,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             runtimes=tuple(args.runtimes.split(",")),
             setups=tuple(args.setups.split(",")),
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(args.out, report)
     print(f"report written to {out}")
     return 0
 
