@@ -37,6 +37,7 @@ from service.protocols.tfserving.classify_regress import ExampleCall
 from service.protocols.tfserving.classify_regress import classify as classify_examples
 from service.protocols.tfserving.classify_regress import regress as regress_examples
 from service.protocols.tfserving.examples import input_from_json
+from service.protocols.tfserving.fast_json import numeric_instances
 from service.protocols.tfserving.json import tensor_from_json, tensor_to_json
 from service.protocols.tfserving.status import model_metadata_json, model_status_json
 from service.transport.http import (
@@ -135,15 +136,9 @@ class TFServingRest:
     async def predict(self, request: Request, path: str) -> Response:
         with self._core.scope(PROTOCOL, _model_in(path)) as scope:
             target = parse_model_path(path)
-            body = parse_json(await read_body(request, self._settings.max_body_bytes))
-            if not isinstance(body, dict):
-                raise InvalidInputError(
-                    "request body must be a JSON object with 'instances' or 'inputs'"
-                )
-            inputs, row_format = parse_predict_body(body)
-            signature = body.get("signature_name")
-            if signature is not None and not isinstance(signature, str):
-                raise InvalidInputError("'signature_name' must be a string")
+            inputs, row_format, signature = read_predict_body(
+                await read_body(request, self._settings.max_body_bytes)
+            )
             core_request = InferenceRequest(
                 target.name,
                 inputs,
@@ -289,6 +284,26 @@ def classification_json(result: ClassificationResult) -> list[list[list[Any]]]:
 
 def _scores_json(scores: list[ClassScore]) -> list[dict[str, Any]]:
     return [{"label": s.label, "index": s.index, "score": s.score} for s in scores]
+
+
+def read_predict_body(raw: bytes) -> tuple[dict[str, np.ndarray], bool, str | None]:
+    """A ``:predict`` body → (named arrays, row format or not, ``signature_name``).
+
+    The common numeric row body is read straight into an array (``fast_json``); every other
+    body, and every error, goes through the strict JSON parser and ``parse_predict_body``.
+    """
+    fast = numeric_instances(raw)
+    if fast is not None:
+        array, signature = fast
+        return {UNNAMED_INPUT: array}, True, signature
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise InvalidInputError("request body must be a JSON object with 'instances' or 'inputs'")
+    inputs, row_format = parse_predict_body(body)
+    signature = body.get("signature_name")
+    if signature is not None and not isinstance(signature, str):
+        raise InvalidInputError("'signature_name' must be a string")
+    return inputs, row_format, signature
 
 
 def parse_predict_body(body: dict[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
