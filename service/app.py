@@ -131,7 +131,7 @@ class Server:
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
         self._uvicorn_task: asyncio.Task[None] | None = None
-        self.rest_port = settings.rest_port
+        self.rest_port: int | None = settings.rest_port if settings.rest_enabled else None
         self.stopped = asyncio.Event()
 
     async def _settings_changed(self) -> None:
@@ -152,6 +152,20 @@ class Server:
         if self.reloader is not None and self._reload_interval_s > 0:
             self.reloader.start(self._reload_interval_s)
         self.grpc_port = await self.grpc.start()
+        if self.settings.rest_enabled:
+            await self._start_rest()
+        logger.info(
+            "%s, gRPC on %s:%d; models: %s",
+            "REST off"
+            if self.rest_port is None
+            else f"REST on {self.settings.host}:{self.rest_port}",
+            self.settings.host,
+            self.grpc_port,
+            self.manager.model_names(),
+        )
+
+    async def _start_rest(self) -> None:
+        """Open the REST port (uvicorn on this loop)."""
         config = uvicorn.Config(
             self.rest_app,
             host=self.settings.host,
@@ -177,14 +191,6 @@ class Server:
                 raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
             await asyncio.sleep(0.01)
         self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
-        logger.info(
-            "REST on %s:%d, gRPC on %s:%d; models: %s",
-            self.settings.host,
-            self.rest_port,
-            self.settings.host,
-            self.grpc_port,
-            self.manager.model_names(),
-        )
 
     async def stop(self) -> None:
         """Turn not-ready, stop accepting, finish admitted requests, unload models."""
