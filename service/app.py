@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 import uvicorn
 
-from service.config import Settings
+from service.config import ModelSettings, Settings
 from service.evaluation.drift import DriftMonitor
 from service.evaluation.feedback import Feedback
 from service.evaluation.payload_log import PayloadLog
@@ -103,11 +103,10 @@ class Server:
         )
         if self.payload_log is not None:
             self.core.add_listener(self.payload_log)
-        self.reloader = (
-            None
-            if settings_loader is None
-            else SettingsReloader(settings_loader, settings, self._settings_changed, self.metrics)
+        self.settings_applier = SettingsReloader(
+            settings_loader, settings, self._settings_changed, self.metrics
         )
+        self.reloader = None if settings_loader is None else self.settings_applier
         token = settings.auth_token
         self.rest_app = build_rest_app(
             [
@@ -124,7 +123,9 @@ class Server:
             | set(() if settings.metrics_require_auth else metrics_paths),
         )
         grpc_services = [
-            *tfserving_grpc_services(self.core, settings.enable_serialization_as_tensor_content),
+            *tfserving_grpc_services(
+                self.core, settings.enable_serialization_as_tensor_content, self.serve_models
+            ),
             *v2_grpc_services(self.core, settings, self.metrics, self.ops.is_ready),
         ]
         self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready)
@@ -141,6 +142,16 @@ class Server:
         if self.payload_log is not None:
             self.payload_log.settings_changed()
         await self.manager.poll_once()
+
+    async def serve_models(
+        self, model_paths: dict[str, str], models: dict[str, ModelSettings]
+    ) -> None:
+        """Serve exactly these models (a pushed model config) and return once their loads,
+        and the retirements they allow, have settled."""
+        await self.settings_applier.apply_models(model_paths, models)
+        await self.manager.wait_for_loads()
+        await self.manager.poll_once()  # retire what the new loads freed, forget the removed
+        await self.manager.wait_for_loads()
 
     def device_for(self, model: str) -> str:
         """The TensorFlow device a model's versions are placed on."""

@@ -22,13 +22,12 @@ from pydantic import ValidationError
 from contract.errors import ContractError
 from contract.layout import check_model_name
 from service.config import BatchingSettings, Settings
+from service.protocols.tfserving.model_config import model_folder, reason
 from service.tfserving_cli.config_files import (
     ConfigFileError,
-    model_folder,
     read_batching_parameters,
     read_model_config,
     read_monitoring_path,
-    reason,
 )
 from service.tfserving_cli.flags import PROG, FlagError, build_parser, check_unsupported
 
