@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 import uvicorn
 
-from service.config import Settings
+from service.config import ModelSettings, Settings
 from service.evaluation.drift import DriftMonitor
 from service.evaluation.feedback import Feedback
 from service.evaluation.payload_log import PayloadLog
@@ -103,11 +103,10 @@ class Server:
         )
         if self.payload_log is not None:
             self.core.add_listener(self.payload_log)
-        self.reloader = (
-            None
-            if settings_loader is None
-            else SettingsReloader(settings_loader, settings, self._settings_changed, self.metrics)
+        self.settings_applier = SettingsReloader(
+            settings_loader, settings, self._settings_changed, self.metrics
         )
+        self.reloader = None if settings_loader is None else self.settings_applier
         token = settings.auth_token
         self.rest_app = build_rest_app(
             [
@@ -124,14 +123,16 @@ class Server:
             | set(() if settings.metrics_require_auth else metrics_paths),
         )
         grpc_services = [
-            *tfserving_grpc_services(self.core, settings.enable_serialization_as_tensor_content),
+            *tfserving_grpc_services(
+                self.core, settings.enable_serialization_as_tensor_content, self.serve_models
+            ),
             *v2_grpc_services(self.core, settings, self.metrics, self.ops.is_ready),
         ]
         self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready)
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
         self._uvicorn_task: asyncio.Task[None] | None = None
-        self.rest_port = settings.rest_port
+        self.rest_port: int | None = settings.rest_port if settings.rest_enabled else None
         self.stopped = asyncio.Event()
 
     async def _settings_changed(self) -> None:
@@ -141,6 +142,16 @@ class Server:
         if self.payload_log is not None:
             self.payload_log.settings_changed()
         await self.manager.poll_once()
+
+    async def serve_models(
+        self, model_paths: dict[str, str], models: dict[str, ModelSettings]
+    ) -> None:
+        """Serve exactly these models (a pushed model config) and return once their loads,
+        and the retirements they allow, have settled."""
+        await self.settings_applier.apply_models(model_paths, models)
+        await self.manager.wait_for_loads()
+        await self.manager.poll_once()  # retire what the new loads freed, forget the removed
+        await self.manager.wait_for_loads()
 
     def device_for(self, model: str) -> str:
         """The TensorFlow device a model's versions are placed on."""
@@ -152,6 +163,20 @@ class Server:
         if self.reloader is not None and self._reload_interval_s > 0:
             self.reloader.start(self._reload_interval_s)
         self.grpc_port = await self.grpc.start()
+        if self.settings.rest_enabled:
+            await self._start_rest()
+        logger.info(
+            "%s, gRPC on %s:%d; models: %s",
+            "REST off"
+            if self.rest_port is None
+            else f"REST on {self.settings.host}:{self.rest_port}",
+            self.settings.host,
+            self.grpc_port,
+            self.manager.model_names(),
+        )
+
+    async def _start_rest(self) -> None:
+        """Open the REST port (uvicorn on this loop)."""
         config = uvicorn.Config(
             self.rest_app,
             host=self.settings.host,
@@ -177,14 +202,6 @@ class Server:
                 raise OSError(f"cannot listen on {self.settings.host}:{self.settings.rest_port}")
             await asyncio.sleep(0.01)
         self.rest_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
-        logger.info(
-            "REST on %s:%d, gRPC on %s:%d; models: %s",
-            self.settings.host,
-            self.rest_port,
-            self.settings.host,
-            self.grpc_port,
-            self.manager.model_names(),
-        )
 
     async def stop(self) -> None:
         """Turn not-ready, stop accepting, finish admitted requests, unload models."""

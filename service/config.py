@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     """Address the REST and gRPC servers bind to."""
     rest_port: int = Field(8501, ge=0, le=65535)
     """REST port (TF Serving REST, KServe v2 REST, /metrics); 0 picks a free port."""
+    rest_enabled: bool = True
+    """False: no REST listener at all, gRPC only (REST health, /metrics and the console go
+    with it), as ``tensorflow_model_server --rest_api_port=0``."""
     grpc_port: int = Field(8500, ge=0, le=65535)
     """gRPC port (TF Serving and KServe v2 gRPC); 0 picks a free port."""
     poll_interval_s: float = Field(2.0, ge=0)

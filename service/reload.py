@@ -15,7 +15,10 @@ the running ``EvaluationSettings`` object the listeners hold, so they apply to t
 request; the payload log's folder and queue size are read at start.
 
 It runs every ``poll_interval_s`` (as TF Serving polls its model config file), and on
-demand (``reload``; ``primer-serve`` calls it on SIGHUP).
+demand (``reload``; ``primer-serve`` calls it on SIGHUP). ``apply_models`` takes the models
+from a caller instead of the file (gRPC ``HandleReloadConfigRequest``), through the same
+checks and the same rescan; as in TF Serving, the next read of a config file that differs
+from what is served puts the file's models back.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Awaitable, Callable
 import yaml
 from pydantic import ValidationError
 
-from service.config import EvaluationSettings, Settings
+from service.config import EvaluationSettings, ModelSettings, Settings
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,7 @@ class SettingsReloader:
 
     Args:
         load: builds fresh settings as at start (``Settings.load`` with the same file and
-            flags).
+            flags); None when there is nothing to re-read (``apply_models`` still works).
         settings: the running settings (changed in place).
         on_change: awaited after a change is applied (the manager's rescan).
         metrics: the metric catalogue.
@@ -53,7 +56,7 @@ class SettingsReloader:
 
     def __init__(
         self,
-        load: Callable[[], Settings],
+        load: Callable[[], Settings] | None,
         settings: Settings,
         on_change: Callable[[], Awaitable[None]],
         metrics: Metrics,
@@ -72,6 +75,8 @@ class SettingsReloader:
 
     async def reload(self) -> bool:
         """Read the settings now; True when a change was applied."""
+        if self._load is None:
+            return False
         async with self._lock:
             try:
                 fresh = await asyncio.get_running_loop().run_in_executor(None, self._load)
@@ -81,33 +86,60 @@ class SettingsReloader:
                 self._count("invalid")
                 logger.error("settings reload refused, the running settings stay: %s", exc)
                 return False
-            running = self._settings
-            changed = [
-                f
-                for f in RELOADABLE
-                if f != "evaluation" and getattr(fresh, f) != getattr(running, f)
-            ]
-            evaluation = _differences(fresh.evaluation, running.evaluation)
-            restart = [
-                f
-                for f in Settings.model_fields
-                if f not in RELOADABLE and getattr(fresh, f) != getattr(running, f)
-            ] + [f"evaluation.{f}" for f in evaluation if f in EVALUATION_AT_START]
-            evaluation = [f for f in evaluation if f not in EVALUATION_AT_START]
-            if restart:
-                logger.warning("settings %s changed; they take effect after a restart", restart)
-            if not changed and not evaluation:
-                self._count("unchanged")
-                return False
-            for name in changed:
-                setattr(running, name, getattr(fresh, name))
-            for name in evaluation:  # in place: the listeners hold this object
-                setattr(running.evaluation, name, getattr(fresh.evaluation, name))
-            changed += [f"evaluation.{f}" for f in evaluation]
-            self._count("applied")
-            logger.info("settings reloaded: %s changed", changed)
-        await self._on_change()
-        return True
+            changed = self._copy(fresh)
+        if changed:
+            await self._on_change()
+        return bool(changed)
+
+    async def apply_models(
+        self, model_paths: dict[str, str], models: dict[str, ModelSettings]
+    ) -> bool:
+        """Serve exactly these models, with these policies and labels (TF Serving's
+        ``HandleReloadConfigRequest``); True when that changed anything.
+
+        Raises:
+            ValueError: a registered validator refused them (nothing changed).
+        """
+        async with self._lock:
+            fresh = self._settings.model_copy(update={"model_paths": model_paths, "models": models})
+            try:
+                for validate in self._validators:
+                    validate(fresh)
+            except ValueError as exc:
+                self._count("invalid")
+                logger.error("model config refused, the running models stay: %s", exc)
+                raise
+            changed = self._copy(fresh)
+        if changed:
+            await self._on_change()
+        return bool(changed)
+
+    def _copy(self, fresh: Settings) -> list[str]:
+        """Copy what differs onto the running settings; the names of what changed."""
+        running = self._settings
+        changed = [
+            f for f in RELOADABLE if f != "evaluation" and getattr(fresh, f) != getattr(running, f)
+        ]
+        evaluation = _differences(fresh.evaluation, running.evaluation)
+        restart = [
+            f
+            for f in Settings.model_fields
+            if f not in RELOADABLE and getattr(fresh, f) != getattr(running, f)
+        ] + [f"evaluation.{f}" for f in evaluation if f in EVALUATION_AT_START]
+        evaluation = [f for f in evaluation if f not in EVALUATION_AT_START]
+        if restart:
+            logger.warning("settings %s changed; they take effect after a restart", restart)
+        if not changed and not evaluation:
+            self._count("unchanged")
+            return []
+        for name in changed:
+            setattr(running, name, getattr(fresh, name))
+        for name in evaluation:  # in place: the listeners hold this object
+            setattr(running.evaluation, name, getattr(fresh.evaluation, name))
+        changed += [f"evaluation.{f}" for f in evaluation]
+        self._count("applied")
+        logger.info("settings reloaded: %s changed", changed)
+        return changed
 
     def start(self, interval_s: float) -> None:
         """Reload every ``interval_s`` seconds in the background."""

@@ -9,12 +9,14 @@ temporary model repository. Outputs are exact, so tests can assert them:
   ``tf.Example`` (unknown shape) parsed by ``parse_example`` into ``x`` (float, required) and
   ``x2`` (float, default 0); reference variables ``a = 0.5``, ``b``, ``c = 3``. Signatures:
   ``serving_default`` (predict ``x`` → ``y = a*x + b``), ``regress_x_to_y``,
-  ``regress_x_to_y2`` (``a*x + c``), ``classify_x_to_y`` (scores ``y``, no classes) and
-  ``classify_x_to_labels`` (classes from a vocabulary asset through a lookup table, scores
-  ``[1 - p, p]`` with ``p = sigmoid(a*x + b - 3)``), plus ``regress_x2_to_y3`` whose input
-  is the float ``x2``, not serialized examples. Version ``00000123`` (a leading-zero folder
-  name, as in TF Serving's testdata; version 123) has ``b = 2`` and a ``main_op``;
-  version ``7`` has ``b = 1`` and a legacy init op.
+  ``regress_x_to_y2`` (``a*x + c``), ``classify_x_to_y`` (scores ``y``, no classes), plus
+  ``regress_x2_to_y3`` whose input is the float ``x2``, not serialized examples. Version
+  ``00000123`` (a leading-zero folder name, as in TF Serving's testdata; version 123) has
+  ``b = 2``, a ``main_op`` and exactly the signatures and tensor names of TF Serving's
+  ``half_plus_two/00000123`` (its ``half_plus_two_model_metadata.json``). Version ``7`` has
+  ``b = 1``, a legacy init op and one more signature, ``classify_x_to_labels`` (classes
+  from a vocabulary asset through a lookup table the init op fills, scores ``[1 - p, p]``
+  with ``p = sigmoid(a*x + b - 3)``).
 * ``tfx_census`` — an Estimator/TFX-style export: ``serving_default`` is a classification
   signature over serialized examples (``inputs``), with features ``age`` (float),
   ``hours`` (int64) and ``color`` (bytes, looked up in a vocabulary asset; unknown → 0
@@ -97,10 +99,31 @@ def _save(
     builder.save()
 
 
+def _labels_signature(
+    serialized: tf.Tensor, x: tf.Tensor, a: tf.Variable, b: tf.Variable, labels_path: str
+) -> object:
+    """``classify_x_to_labels``: classes read from a vocabulary asset by a lookup table."""
+    p = tf.sigmoid(a * x + b - 3.0)
+    scores = tf.concat([1.0 - p, p], axis=1, name="label_scores")
+    label_table = v1.lookup.StaticHashTable(
+        v1.lookup.TextFileInitializer(
+            labels_path,
+            tf.int64,
+            v1.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string,
+            v1.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="UNKNOWN",
+    )
+    ids = tf.tile(tf.constant([[0, 1]], tf.int64), [tf.shape(x)[0], 1])
+    classes = tf.identity(label_table.lookup(ids), name="label_classes")
+    return signature_def_utils.classification_signature_def(serialized, classes, scores)
+
+
 def half_plus_two(version_dir: Path, b: float = 2.0, legacy_init_op: bool = False) -> Path:
-    """One version of ``tf1_half_plus_two`` (see the module docstring)."""
+    """One version of ``tf1_half_plus_two`` (see the module docstring): the legacy init op
+    variant (version 7) also has ``classify_x_to_labels`` and its asset."""
     staging = version_dir.parent / f".assets-{version_dir.name}"
-    labels_path = _write_asset(staging, "labels.txt", LABELS)
     graph = tf.Graph()
     with graph.as_default(), v1.Session(graph=graph) as session:
         a = v1.Variable(0.5, name="a", use_resource=False)
@@ -114,25 +137,13 @@ def half_plus_two(version_dir: Path, b: float = 2.0, legacy_init_op: bool = Fals
                 "x2": v1.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
             },
         )
+        for feature in parsed.values():  # what TF1's parse_example inferred; TF 2 does not
+            feature.set_shape([None, 1])
         x = tf.identity(parsed["x"], name="x")
         y = tf.identity(a * x + b_var, name="y")
         y2 = tf.identity(a * x + c, name="y2")
         x2 = tf.identity(parsed["x2"], name="x2")
         y3 = tf.identity(a * x2 + c, name="y3")
-        p = tf.sigmoid(a * x + b_var - 3.0)
-        scores = tf.concat([1.0 - p, p], axis=1, name="label_scores")
-        label_table = v1.lookup.StaticHashTable(
-            v1.lookup.TextFileInitializer(
-                labels_path,
-                tf.int64,
-                v1.lookup.TextFileIndex.LINE_NUMBER,
-                tf.string,
-                v1.lookup.TextFileIndex.WHOLE_LINE,
-            ),
-            default_value="UNKNOWN",
-        )
-        ids = tf.tile(tf.constant([[0, 1]], tf.int64), [tf.shape(x)[0], 1])
-        classes = tf.identity(label_table.lookup(ids), name="label_classes")
         session.run(v1.global_variables_initializer())
         build = v1.saved_model.utils.build_tensor_info
         signatures = {
@@ -144,20 +155,25 @@ def half_plus_two(version_dir: Path, b: float = 2.0, legacy_init_op: bool = Fals
                 {"scores": build(y)},
                 v1.saved_model.signature_constants.CLASSIFY_METHOD_NAME,
             ),
-            "classify_x_to_labels": signature_def_utils.classification_signature_def(
-                serialized, classes, scores
-            ),
             "regress_x2_to_y3": signature_def_utils.build_signature_def(
                 {"inputs": build(x2)},
                 {"outputs": build(y3)},
                 v1.saved_model.signature_constants.REGRESS_METHOD_NAME,
             ),
         }
-        init = v1.tables_initializer() if legacy_init_op else v1.saved_model.main_op.main_op()
+        if legacy_init_op:
+            labels_path = _write_asset(staging, "labels.txt", LABELS)
+            signatures["classify_x_to_labels"] = _labels_signature(
+                serialized, x, a, b_var, labels_path
+            )
+            init = v1.tables_initializer()
+        else:
+            init = v1.saved_model.main_op.main_op()
         _save(session, version_dir, signatures, init, legacy_init_op)
-    for leftover in staging.iterdir():
-        leftover.unlink()
-    staging.rmdir()
+    if staging.exists():
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        staging.rmdir()
     return version_dir
 
 

@@ -1,8 +1,8 @@
 """TF Serving's config files, parsed with its own protos and ``text_format``, as settings.
 
 * ``--model_config_file``: ``ModelServerConfig`` (from the ``tensorflow-serving-api`` wheel)
-  → ``model_paths`` (each model from its own folder) and ``models`` (version policy and
-  labels per model).
+  → ``model_paths`` and ``models``, read as gRPC's config reload reads it
+  (``service.protocols.tfserving.model_config``).
 * ``--batching_parameters_file``: ``BatchingParameters`` → ``BatchingSettings``.
 * ``--monitoring_config_file``: ``MonitoringConfig`` → the Prometheus path (or None).
 
@@ -18,12 +18,15 @@ from typing import Any, TypeVar
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
-from pydantic import ValidationError
 from tensorflow_serving.config import model_server_config_pb2
 
-from contract.errors import ContractError
-from contract.layout import check_model_name
-from service.config import STORAGE_SCHEMES, BatchingSettings, ModelSettings
+from service.config import BatchingSettings
+from service.protocols.tfserving.model_config import (
+    ModelPaths,
+    ModelPolicies,
+    reason,
+    served_models,
+)
 from service.tfserving_cli.generated import tfserving_config_pb2
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -33,16 +36,6 @@ M = TypeVar("M", bound=Message)
 
 class ConfigFileError(ValueError):
     """A config file that cannot be read, does not parse, or asks for the unsupported."""
-
-
-def reason(exc: ValueError) -> str:
-    """A validation error in one line: ``field: what was wrong``."""
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
-            for error in exc.errors()
-        )
-    return str(exc)
 
 
 def parse_text_proto(path: str, message: M, what: str) -> M:
@@ -60,74 +53,12 @@ def parse_text_proto(path: str, message: M, what: str) -> M:
         ) from exc
 
 
-def read_model_config(path: str) -> tuple[dict[str, str], dict[str, ModelSettings]]:
+def read_model_config(path: str) -> tuple[ModelPaths, ModelPolicies]:
     """``--model_config_file`` as (model name → folder, model name → policy and labels)."""
     config = parse_text_proto(
         path, model_server_config_pb2.ModelServerConfig(), "--model_config_file"
     )
-    if config.HasField("custom_model_config"):
-        raise ConfigFileError(
-            f"--model_config_file {path}: custom_model_config is not supported; use "
-            "model_config_list"
-        )
-    folders: dict[str, str] = {}
-    models: dict[str, ModelSettings] = {}
-    for model in config.model_config_list.config:
-        where = f"--model_config_file {path}: model {model.name!r}"
-        try:
-            check_model_name(model.name)
-        except ContractError as exc:
-            raise ConfigFileError(f"{where}: {exc}") from exc
-        if model.name in folders:
-            raise ConfigFileError(f"{where} is listed twice")
-        folders[model.name] = model_folder(model.base_path, where)
-        models[model.name] = model_settings(model, where)
-    return folders, models
-
-
-def model_folder(base_path: str, where: str) -> str:
-    """A model's ``base_path``: a local folder or a TensorFlow filesystem, never a URL."""
-    if not base_path:
-        raise ConfigFileError(f"{where} has no base_path")
-    scheme, found, _ = base_path.partition("://")
-    if found and scheme.lower() not in STORAGE_SCHEMES:
-        raise ConfigFileError(
-            f"{where}: base_path {base_path[:80]!r}: models are never loaded from URLs; use "
-            f"a local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
-        )
-    return base_path
-
-
-def model_settings(model: model_server_config_pb2.ModelConfig, where: str) -> ModelSettings:
-    """One ``ModelConfig``'s version policy and labels as this server's model settings."""
-    if model.model_platform not in ("", "tensorflow"):
-        raise ConfigFileError(
-            f"{where}: model_platform {model.model_platform!r} is not supported; this server "
-            "serves 'tensorflow' SavedModels"
-        )
-    if model.model_type == model_server_config_pb2.OTHER:
-        raise ConfigFileError(f"{where}: model_type OTHER is not supported (TENSORFLOW only)")
-    if model.HasField("logging_config"):
-        raise ConfigFileError(
-            f"{where}: logging_config (request logging) is not supported; use the payload "
-            "log settings (evaluation.payload_log_dir) instead"
-        )
-    policy = model.model_version_policy
-    chosen = policy.WhichOneof("policy_choice")
-    fields: dict[str, Any] = {"version_labels": dict(model.version_labels)}
-    if chosen == "all":
-        fields["version_policy"] = "all"
-    elif chosen == "specific":
-        if not policy.specific.versions:
-            raise ConfigFileError(f"{where}: model_version_policy specific lists no versions")
-        fields.update(version_policy="specific", versions=list(policy.specific.versions))
-    else:  # unset or latest: TF Serving's default is the latest one
-        latest = policy.latest.num_versions if chosen == "latest" else 0
-        fields.update(version_policy="latest", latest=max(latest, 1))
-    try:
-        return ModelSettings(**fields)
-    except ValueError as exc:
-        raise ConfigFileError(f"{where}: {reason(exc)}") from exc
+    return served_models(config, f"--model_config_file {path}")
 
 
 def read_batching_parameters(path: str) -> BatchingSettings:

@@ -49,7 +49,7 @@ class Flag:
 SUPPORTED: dict[str, Flag] = {
     "port": Flag(int, 8500, "gRPC port (setting grpc_port)"),
     "rest_api_port": Flag(
-        int, 0, "REST port (setting rest_port); 0 or unset: the rest_port setting (8501)"
+        int, 0, "REST port (setting rest_port); 0: no REST; unset: the rest_port setting (8501)"
     ),
     "model_name": Flag(str, "default", "name of the one model of --model_base_path"),
     "model_base_path": Flag(str, "", "folder of the one model's version folders"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,17 +22,14 @@ from pydantic import ValidationError
 from contract.errors import ContractError
 from contract.layout import check_model_name
 from service.config import BatchingSettings, Settings
+from service.protocols.tfserving.model_config import model_folder, reason
 from service.tfserving_cli.config_files import (
     ConfigFileError,
-    model_folder,
     read_batching_parameters,
     read_model_config,
     read_monitoring_path,
-    reason,
 )
 from service.tfserving_cli.flags import PROG, FlagError, build_parser, check_unsupported
-
-logger = logging.getLogger(__name__)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +81,18 @@ def thread_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"intra_op_threads": both, "inter_op_threads": both}
 
 
+def rest_overrides(rest_api_port: int | None) -> dict[str, Any]:
+    """``--rest_api_port=0`` turns REST off, as in TF Serving; unset leaves the ``rest_port``
+    setting (8501) serving REST, health and metrics."""
+    if rest_api_port is None:
+        return {}
+    if rest_api_port == 0:
+        return {"rest_enabled": False}
+    if rest_api_port < 0:
+        raise FlagError(f"--rest_api_port must be 0 (no REST) or a port, got {rest_api_port}")
+    return {"rest_port": rest_api_port, "rest_enabled": True}
+
+
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Every ``Settings`` field the flags set (None: the environment or default decides)."""
     if args.file_system_poll_wait_seconds is not None and args.file_system_poll_wait_seconds < 0:
@@ -97,7 +105,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         **thread_overrides(args),
         "batching": batching_override(args),
         "grpc_port": args.port,
-        "rest_port": args.rest_api_port or None,
+        **rest_overrides(args.rest_api_port),
         "poll_interval_s": args.file_system_poll_wait_seconds,
         "request_timeout_s": None if timeout_ms is None else timeout_ms / 1000,
         "enable_serialization_as_tensor_content": args.enable_serialization_as_tensor_content,
@@ -127,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
         print(version_text())
         return 0
     load = settings_loader(args)
-    if args.rest_api_port == 0:
-        logger.warning("--rest_api_port=0: REST is always served here, on the rest_port setting")
     try:
         check_unsupported(args)
         settings = load()

@@ -11,9 +11,16 @@ Serving does (``classify_regress``). ``Classify`` also fits models with an image
 and labels whose ``serving_default`` is not a classification signature: each
 ``tf.Example`` then carries one encoded image in its only ``bytes_list`` feature, and the
 answer lists every class, best first.
+
+``ModelService/HandleReloadConfigRequest`` reads its ``ModelServerConfig`` as
+``--model_config_file`` is read (``model_config``) and hands it to the wiring's
+``serve_models``, the path the config-file poller takes.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 from tensorflow_serving.apis import (
@@ -21,6 +28,7 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     inference_pb2,
+    model_management_pb2,
     model_pb2,
     model_service_pb2,
     model_service_pb2_grpc,
@@ -28,10 +36,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
+    status_pb2,
 )
 
 from contract.layout import SIGNATURE
-from service.errors import InvalidInputError
+from service.config import ModelSettings
+from service.errors import InvalidInputError, ModelUnavailableError, UnimplementedError
 from service.inference.core import InferenceCore
 from service.inference.request import InferenceRequest, InferenceResult
 from service.inference.validate import UNNAMED_INPUT, bytes_array
@@ -43,6 +53,7 @@ from service.protocols.tfserving.classify_regress import (
 )
 from service.protocols.tfserving.classify_regress import classify as classify_examples
 from service.protocols.tfserving.classify_regress import regress as regress_examples
+from service.protocols.tfserving.model_config import ModelConfigError, served_models
 from service.protocols.tfserving.status import model_metadata_proto, model_status_proto
 from service.protocols.tfserving.tensor_proto import fill_tensor_proto, tensor_proto_to_array
 from service.transport.grpc_errors import (
@@ -52,7 +63,11 @@ from service.transport.grpc_errors import (
     serving_errors,
 )
 from service.transport.grpc_server import GrpcService
+from service.views import VersionState
 
+logger = logging.getLogger(__name__)
+ServeModels = Callable[[dict[str, str], dict[str, ModelSettings]], Awaitable[None]]
+"""Serves exactly these models (name → folder, name → policy and labels), once settled."""
 PROTOCOL = "grpc_tfserving"
 """The ``protocol`` label of this adapter's requests."""
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
@@ -236,10 +251,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """``tensorflow.serving.ModelService``: version status (config reload is UNIMPLEMENTED)."""
+    """``tensorflow.serving.ModelService``: version status and model config reload.
 
-    def __init__(self, core: InferenceCore) -> None:
+    Args:
+        core: the inference core.
+        serve_models: serves exactly the given models (``model_paths``, ``models``) and
+            returns once their loads have settled; None: reload is UNIMPLEMENTED.
+    """
+
+    def __init__(self, core: InferenceCore, serve_models: ServeModels | None = None) -> None:
         self._core = core
+        self._serve_models = serve_models
 
     @serving_errors
     async def GetModelStatus(
@@ -248,13 +270,51 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         spec = request.model_spec
         return model_status_proto(self._core, spec.name, *_version_choice(spec))
 
+    @serving_errors
+    async def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: Context
+    ) -> model_management_pb2.ReloadConfigResponse:
+        """Serve the request's ``model_config_list`` as a ``--model_config_file`` reload
+        would; OK once the listed models are loaded, as TF Serving answers."""
+        if self._serve_models is None:
+            raise UnimplementedError("HandleReloadConfigRequest is not served here")
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise ModelConfigError(  # TF Serving's wording
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                "ModelConfigList is currently supported"
+            )
+        if request.metric_names:
+            logger.warning("ReloadConfigRequest metric_names ignored: %s", request.metric_names)
+        paths, models = served_models(request.config, "ReloadConfigRequest")
+        logger.info("ReloadConfigRequest: serving %s", sorted(paths))
+        await self._serve_models(paths, models)
+        for name in paths:
+            self._check_loaded(name)
+        return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto())
 
-def grpc_services(core: InferenceCore, tensor_content: bool = False) -> list[GrpcService]:
+    def _check_loaded(self, model: str) -> None:
+        """A listed model whose versions all failed to load fails the reload, as in TF
+        Serving (the new config stays applied; a fixed version folder is retried)."""
+        statuses = self._core.statuses(model)
+        if any(s.state is VersionState.AVAILABLE for s in statuses):
+            return
+        failed = [s for s in statuses if s.state is VersionState.FAILED]
+        if failed:
+            raise ModelUnavailableError(
+                f"model config applied, but model {model!r} has no AVAILABLE version: "
+                + "; ".join(f"version {s.version} failed to load: {s.error}" for s in failed)
+            )
+
+
+def grpc_services(
+    core: InferenceCore, tensor_content: bool = False, serve_models: ServeModels | None = None
+) -> list[GrpcService]:
     """TF Serving's two gRPC services over the core.
 
     Args:
         core: the inference core.
         tensor_content: Predict outputs in ``tensor_content`` rather than typed fields.
+        serve_models: applies a pushed model config (``HandleReloadConfigRequest``).
     """
     return [
         GrpcService(
@@ -265,7 +325,7 @@ def grpc_services(core: InferenceCore, tensor_content: bool = False) -> list[Grp
         ),
         GrpcService(
             model_service_pb2_grpc.add_ModelServiceServicer_to_server,
-            ModelServicer(core),
+            ModelServicer(core, serve_models),
             MODEL_SERVICE,
             model_service_pb2.DESCRIPTOR,
         ),

@@ -53,12 +53,12 @@ def test_signatures_and_feeds_by_tensor_name(tf1_repository: Path) -> None:
                 "regress_x_to_y2",
                 "regress_x2_to_y3",
                 "classify_x_to_y",
-                "classify_x_to_labels",
             }
         )
         default = runtime.signatures["serving_default"]
         assert default.inputs["x"].tensor_name == "x:0"  # fed past the parse_example
-        assert default.inputs["x"].shape is None  # unknown rank, as the graph declares
+        assert default.inputs["x"].shape == (None, 1)  # as the graph declares it
+        assert runtime.signatures["regress_x_to_y"].inputs["inputs"].shape is None
         assert runtime.signatures["regress_x_to_y"].inputs["inputs"].is_string
         outputs = runtime.predict("serving_default", {"x": np.array([[2.0], [3.0]], np.float32)})
         assert outputs["y"].tolist() == [[3.0], [3.5]]

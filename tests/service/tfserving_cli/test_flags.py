@@ -64,6 +64,23 @@ def test_model_name_defaults_to_default_and_later_flags_win(tmp_path: Path) -> N
     assert settings.grpc_port == 2
 
 
+def test_rest_api_port_zero_turns_rest_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in TF Serving, 0 means no REST server; unset keeps this server's rest_port."""
+    monkeypatch.delenv("PRIMER_REST_ENABLED", raising=False)
+    monkeypatch.delenv("PRIMER_REST_PORT", raising=False)
+    model = f"--model_base_path={tmp_path}"
+    assert settings_of("--rest_api_port=0", model).rest_enabled is False
+    unset = settings_of(model)
+    assert (unset.rest_enabled, unset.rest_port) == (True, 8501)
+    monkeypatch.setenv("PRIMER_REST_ENABLED", "false")
+    assert settings_of("--rest_api_port=9601", model).rest_enabled is True  # the flag wins
+    code, err = exits_with(["--rest_api_port=-1", model], capsys)
+    assert code == 2
+    assert "--rest_api_port must be 0 (no REST) or a port, got -1" in err
+
+
 def test_session_parallelism_sets_both_thread_counts(tmp_path: Path) -> None:
     settings = settings_of(f"--model_base_path={tmp_path}", "--tensorflow_session_parallelism=4")
     assert (settings.intra_op_threads, settings.inter_op_threads) == (4, 4)

@@ -190,16 +190,17 @@ def test_malformed_serialized_example_is_400(tf1_rest: httpx.Client) -> None:
 
 
 def test_predict_on_classify_signature_feeds_serialized_examples(tf1_rest: httpx.Client) -> None:
-    """Predict may run any signature; a classification one takes serialized examples."""
+    """Predict may run any signature; a classification one takes serialized examples
+    (``classify_x_to_labels`` is version 7's)."""
     example = tf.train.Example()
     example.features.feature["x"].float_list.value.append(2.0)
     body = {
         "signature_name": "classify_x_to_labels",
         "inputs": {"inputs": [{"b64": base64.b64encode(example.SerializeToString()).decode()}]},
     }
-    outputs = tf1_rest.post(f"{HPT}:predict", json=body).json()["outputs"]
+    outputs = tf1_rest.post(f"{HPT}/versions/7:predict", json=body).json()["outputs"]
     assert outputs["classes"] == [["negative", "positive"]]
-    assert outputs["scores"][0] == pytest.approx([s for _, s in labels_of(2.0)], abs=1e-6)
+    assert outputs["scores"][0] == pytest.approx([s for _, s in labels_of(2.0, 1.0)], abs=1e-6)
     assert np.isclose(sum(outputs["scores"][0]), 1.0)
 
 
