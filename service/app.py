@@ -127,7 +127,7 @@ class Server:
             *tfserving_grpc_services(self.core, settings.enable_serialization_as_tensor_content),
             *v2_grpc_services(self.core, settings, self.metrics, self.ops.is_ready),
         ]
-        self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready)
+        self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready, self.metrics)
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
         self._uvicorn_task: asyncio.Task[None] | None = None
