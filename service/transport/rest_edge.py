@@ -7,14 +7,21 @@ connection:
 
 - **Connection cap.** Past ``rest_max_connections`` a new connection is answered 503 and
   closed in ``connection_made``, before any byte is read.
-- **Header read timeout.** A timer armed when the connection opens (or when a request's first
-  bytes arrive on a kept-alive one) closes it unless the headers are complete by then: 408
-  when part of a request came, a plain close when nothing did.
+- **Header read timeout.** A deadline armed when the connection opens (or when a request's
+  first bytes arrive on a kept-alive one) closes it unless the headers are complete by then:
+  408 when part of a request came, a plain close when nothing did. The deadlines share one
+  queue and one loop timer (``service.transport.deadlines``), and expire at most 64 per loop
+  iteration.
 - **Header size.** Bytes are handed to the parser no further than the header budget while
   headers are pending; when the budget is spent and the headers are still incomplete, 431
   and close. The parser never buffers more than ``rest_max_header_bytes``.
 - **Body read timeout.** A body not complete ``rest_body_timeout_s`` after its headers gets
   408 (or, if the application already answered, a plain close).
+
+A flood of connections that never complete their headers should cost as little as possible
+per connection: the local and peer addresses (two system calls) are read once a request's
+headers are in, the error responses are built once, and the open-connections gauge reads
+the connection set when scraped.
 
 Nothing is timed once a request is fully read: a request that is running, a response being
 written and a graceful drain are untouched. Each close is counted in
