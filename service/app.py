@@ -128,7 +128,7 @@ class Server:
             ),
             *v2_grpc_services(self.core, settings, self.metrics, self.ops.is_ready),
         ]
-        self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready)
+        self.grpc = GrpcServer(settings, grpc_services, self.core, self.ops.is_ready, self.metrics)
         self.grpc_port = settings.grpc_port
         self._uvicorn: uvicorn.Server | None = None
         self._uvicorn_task: asyncio.Task[None] | None = None

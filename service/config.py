@@ -231,6 +231,11 @@ class Settings(BaseSettings):
     grpc_max_connections: int | None = Field(None, ge=1)
     """Most gRPC connections held at once; more are closed on accept. None: derived from the
     descriptor limit (``service.transport.connection_cap``)."""
+    grpc_connection_metrics: bool = True
+    """Keep grpc core's channelz on (``grpc.enable_channelz``) and sample it every second
+    into ``primer_open_connections{protocol="grpc"}`` and the gRPC closes of
+    ``primer_connections_closed_total`` (``service.transport.grpc_connections``). Off: neither
+    metric, and grpc core keeps no per-socket counters."""
     log_level: str = "INFO"
     """Python logging level."""
     log_json: bool = False

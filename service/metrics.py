@@ -245,7 +245,8 @@ class Metrics:
         self.connections_closed = Counter(
             f"{PREFIX}_connections_closed",
             "Connections refused or closed by an edge limit, by protocol and limit "
-            "(connection_cap, header_timeout, header_size, body_timeout, keep_alive_idle).",
+            "(REST: connection_cap, header_timeout, header_size, body_timeout, "
+            "keep_alive_idle; gRPC: max_age, max_idle, client_or_other).",
             ["protocol", "limit"],
             registry=r,
         )

@@ -28,4 +28,5 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.max_connection_age_ms", _ms(settings.grpc_max_connection_age_s)),
         ("grpc.max_connection_age_grace_ms", _ms(settings.grpc_max_connection_age_grace_s)),
         ("grpc.max_allowed_incoming_connections", connection_cap(settings.grpc_max_connections)),
+        ("grpc.enable_channelz", int(settings.grpc_connection_metrics)),
     ]

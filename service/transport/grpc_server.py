@@ -24,7 +24,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from service.config import Settings
 from service.inference.core import InferenceCore
+from service.metrics import Metrics
 from service.transport.auth import BearerAuthInterceptor
+from service.transport.grpc_connections import GrpcConnectionSampler, channelz_server_ids
 from service.transport.grpc_health import ServingHealth
 from service.transport.grpc_options import server_options
 
@@ -102,6 +104,7 @@ class GrpcServer:
         services: the adapters' services (``service.app`` builds them).
         core: the inference core (health checking reads its models).
         is_ready: the server's readiness (False while loading or draining).
+        metrics: where open and closed connections are counted (none when None).
     """
 
     def __init__(
@@ -110,9 +113,12 @@ class GrpcServer:
         services: Sequence[GrpcService],
         core: InferenceCore,
         is_ready: Callable[[], bool],
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._server: grpc.aio.Server | None = None
+        self.connections: GrpcConnectionSampler | None = None
         self.port = settings.grpc_port
         self._services = tuple(services)
         self.health = ServingHealth(core, is_ready, [service.name for service in services])
@@ -133,6 +139,7 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful when the setting is 0)."""
+        servers_before = channelz_server_ids()
         server = grpc.aio.server(
             options=server_options(self._settings), interceptors=self._interceptors()
         )
@@ -161,11 +168,32 @@ class GrpcServer:
         await self.health.refresh()
         self.health.start()
         self._server, self.port = server, port
+        self._start_connection_sampler(channelz_server_ids() - servers_before)
         logger.info("gRPC on %s:%d: %s", self._settings.host, port, ", ".join(sorted(names)))
         return port
+
+    def _start_connection_sampler(self, new_servers: set[int]) -> None:
+        """Sample this server's connections, found as the one channelz server it added."""
+        settings = self._settings
+        if self._metrics is None or not settings.grpc_connection_metrics:
+            return
+        if len(new_servers) != 1:  # another server started meanwhile in this process
+            logger.warning("gRPC connection metrics off: cannot tell this server in channelz")
+            return
+        self.connections = GrpcConnectionSampler(
+            new_servers.pop(),
+            settings.grpc_max_connection_idle_s,
+            settings.grpc_max_connection_age_s,
+            self._metrics,
+        )
+        self.connections.start()
 
     async def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, refuse new calls and let running calls finish for ``grace_s``."""
         await self.health.shutdown()
+        if self.connections is not None:
+            self.connections.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
+        if self.connections is not None:
+            self.connections.server_stopped()

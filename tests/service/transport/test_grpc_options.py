@@ -36,6 +36,9 @@ def test_every_edge_setting_becomes_a_channel_argument() -> None:
     assert options["grpc.max_connection_age_ms"] == 600_000
     assert options["grpc.max_connection_age_grace_ms"] == 5_000
     assert options["grpc.max_allowed_incoming_connections"] == 123
+    assert options["grpc.enable_channelz"] == 1  # the connection metrics read it
+    off = dict(server_options(Settings(grpc_connection_metrics=False)))
+    assert off["grpc.enable_channelz"] == 0
 
 
 def test_the_connection_cap_defaults_to_the_derived_one() -> None:

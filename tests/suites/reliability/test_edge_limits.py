@@ -13,7 +13,7 @@ import multiprocessing
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -230,6 +230,8 @@ def test_idle_grpc_connections_are_closed_and_a_normal_client_keeps_working(
 ) -> None:
     connections = 1000
     raise_fd_limit(connections + 1024)
+    idle_before = metric_value(server, "max_idle")
+    open_before = metric_value(server)
     stalled = open_stalled(server.grpc_port, connections, HTTP2_PREFACE + EMPTY_SETTINGS_FRAME)
     with grpc.insecure_channel(server.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -242,6 +244,27 @@ def test_idle_grpc_connections_are_closed_and_a_normal_client_keeps_working(
         late = [w for w in waits if w > GRPC_IDLE_S + SLACK_S]
         assert not late, f"{len(late)} of {connections} idle connections held past the limit"
         assert_half_plus_two(stub, "half_plus_two")
+        # the sampler reads channelz every second: the closes, then the gauge's fall
+        wait_until(lambda: metric_value(server, "max_idle") - idle_before >= connections)
+        assert metric_value(server, "max_idle") - idle_before == connections
+        wait_until(lambda: metric_value(server) <= open_before + 1)  # + the normal channel
+    wait_until(lambda: metric_value(server) <= open_before)
+
+
+def metric_value(server: ServerProcess, limit: str | None = None) -> float:
+    """A gRPC close counter (``limit``), or the open gRPC connections gauge."""
+    if limit is not None:
+        return float(metric_line(server, "grpc", limit).split()[-1])
+    text = httpx.get(f"{server.rest_url}/metrics", timeout=10).text
+    gauge = 'primer_open_connections{protocol="grpc"}'
+    return float(next(line for line in text.splitlines() if line.startswith(gauge)).split()[-1])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)  # another process's sampler: nothing to wait on but its metrics
+    assert condition()
 
 
 def assert_half_plus_two(
