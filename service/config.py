@@ -31,6 +31,17 @@ STORAGE_SCHEMES = ("gs", "s3", "hdfs", "viewfs", "ram")
 (``http://``, ``https://``, anything else) are refused: models are never fetched from a URL."""
 
 
+def url_problem(path: str) -> str | None:
+    """Why ``path`` may not hold models (a URL other than a TensorFlow filesystem), or None."""
+    scheme, found, _ = path.partition("://")
+    if found and scheme.lower() not in STORAGE_SCHEMES:
+        return (
+            "models are never loaded from URLs; use a local folder or one of "
+            f"{', '.join(s + '://' for s in STORAGE_SCHEMES)}"
+        )
+    return None
+
+
 class BatchingSettings(BaseModel):
     """Dynamic batching for one model version (TF Serving's batching parameters)."""
 
@@ -264,12 +275,8 @@ class Settings(BaseSettings):
     @field_validator("model_base_path")
     @classmethod
     def _no_urls(cls, path: str) -> str:
-        scheme, found, _ = path.partition("://")
-        if found and scheme.lower() not in STORAGE_SCHEMES:
-            raise ValueError(
-                f"model_base_path {path[:80]!r}: models are never loaded from URLs; use a "
-                f"local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
-            )
+        if problem := url_problem(path):
+            raise ValueError(f"model_base_path {path[:80]!r}: {problem}")
         return path
 
     @field_validator("auth_token")

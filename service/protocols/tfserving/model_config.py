@@ -17,7 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from contract.errors import ContractError
 from contract.layout import check_model_name
-from service.config import STORAGE_SCHEMES, ModelSettings
+from service.config import ModelSettings, url_problem
 from service.errors import InvalidInputError
 
 ModelPaths = dict[str, str]
@@ -67,12 +67,8 @@ def model_folder(base_path: str, where: str) -> str:
     """A model's ``base_path``: a local folder or a TensorFlow filesystem, never a URL."""
     if not base_path:
         raise ModelConfigError(f"{where} has no base_path")
-    scheme, found, _ = base_path.partition("://")
-    if found and scheme.lower() not in STORAGE_SCHEMES:
-        raise ModelConfigError(
-            f"{where}: base_path {base_path[:80]!r}: models are never loaded from URLs; use "
-            f"a local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
-        )
+    if problem := url_problem(base_path):
+        raise ModelConfigError(f"{where}: base_path {base_path[:80]!r}: {problem}")
     return base_path
 
 
