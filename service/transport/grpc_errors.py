@@ -1,7 +1,8 @@
 """The one error mapping of the gRPC adapters, and the per-call helpers they share.
 
-Every servicer method is wrapped by ``serving_errors``: it takes the caller's
-``x-request-id`` (or makes one) for the call's log lines; a ``ServingError`` becomes
+Every servicer method is wrapped by ``serving_errors``: it reads the call's metadata once
+(``call_metadata`` hands it to the method), takes the caller's ``x-request-id`` from it (or
+makes one) for the call's log lines; a ``ServingError`` becomes
 ``context.abort(exc.grpc_code, exc.message)`` (the error table in ``service.errors``), and
 so does a contract error, mapped into it;
 anything else becomes INTERNAL with a log line carrying the request id, never a traceback.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 import grpc
@@ -33,11 +35,22 @@ Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Respo
 REQUEST_ID_KEY = "x-request-id"
 
 
-def request_id(context: grpc.aio.ServicerContext) -> str:
-    """The caller's ``x-request-id`` metadata, or a fresh id."""
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and value.isascii():
-            return value[:128]
+_CALL_METADATA: ContextVar[dict[str, str] | None] = ContextVar("primer_call_metadata", default=None)
+"""The metadata of the call this task serves, read once by ``serving_errors``."""
+
+
+def _text_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }
+
+
+def request_id(metadata: dict[str, str]) -> str:
+    """The caller's ``x-request-id`` metadata (ASCII, at most 128 characters used), or a
+    fresh id."""
+    value = metadata.get(REQUEST_ID_KEY)
+    if value is not None and value.isascii():
+        return value[:128]
     return new_request_id()
 
 
@@ -62,9 +75,8 @@ def deadline_s(context: grpc.aio.ServicerContext, *others: float | None) -> floa
 
 def call_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     """The call's text metadata (lower-case keys), e.g. for a traffic split's sticky key."""
-    return {
-        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
-    }
+    metadata = _CALL_METADATA.get()
+    return _text_metadata(context) if metadata is None else metadata
 
 
 def serving_errors(
@@ -76,7 +88,9 @@ def serving_errors(
     async def wrapper(
         self: Servicer, request: Request, context: grpc.aio.ServicerContext
     ) -> Response:
-        rid = request_id(context)
+        metadata = _text_metadata(context)
+        _CALL_METADATA.set(metadata)  # this call's task only, as REQUEST_ID
+        rid = request_id(metadata)
         REQUEST_ID.set(rid)  # this call's task only: log records and the access log
         try:
             return await method(self, request, context)
