@@ -29,6 +29,7 @@ from service.errors import InvalidInputError, ModelNotFoundError
 from service.inference.core import InferenceCore
 from service.inference.request import InferenceResult
 from service.metrics import Metrics
+from service.protocols.kserve_v2.fast_json import inference_doc
 from service.protocols.kserve_v2.metadata import (
     core_request,
     model_config,
@@ -94,9 +95,11 @@ def _flag(parameters: dict[str, Any], key: str, default: bool) -> bool:
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
-    """The JSON inference header and the binary data after it."""
+    """The JSON inference header and the binary data after it (a body without binary data
+    has its numeric ``data`` read straight into arrays when it can: ``fast_json``)."""
     if header_length is None:
-        return parse_json(body), memoryview(b"")
+        doc = inference_doc(body)
+        return (parse_json(body) if doc is None else doc), memoryview(b"")
     if not header_length.isdigit() or int(header_length) > len(body):
         raise InvalidInputError(
             f"Inference-Header-Content-Length is {header_length[:20]!r}; expected the byte "

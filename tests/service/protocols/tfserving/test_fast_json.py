@@ -42,6 +42,7 @@ REFUSED = [
     b'{"instances": [NaN]}',
     b'{"instances": [1]} trailing',
     b'{"signature_name": "\\u005b", "instances": [1.0]}',  # an escaped bracket: not counted
+    b'{"signature_name": "\\u005b", "instances": [[1, 2], [3, [4]]]}',  # ... nor hiding one
     b"[1, 2]",
     b"",
     b"\xff",
