@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -25,6 +26,7 @@ from typing import Any
 
 from loadtest.peers import v2_json_body
 from loadtest.scenarios import ROOT, mnist_digit, v2_binary_body, write_payloads
+from service.process_defaults import GC_THRESHOLDS
 
 Form = tuple[str, bytes, list[tuple[bytes, bytes]]]
 
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    gc.set_threshold(*GC_THRESHOLDS)  # as the served process runs (process_defaults.apply)
     import uvloop
 
     results = uvloop.run(measure(args))
