@@ -108,11 +108,15 @@ class Server:
         )
         self.reloader = None if settings_loader is None else self.settings_applier
         token = settings.auth_token
+        tfserving_rest = TFServingRest(self.core, settings)
+        v2_rest = V2Rest(self.core, settings, self.metrics)
         self.rest_app = build_rest_app(
             [
+                *tfserving_rest.inference_routes(),  # first: nearly every request
+                *v2_rest.inference_routes(),
                 *FeedbackRest(self.core, self.feedback).routes(),
-                *TFServingRest(self.core, settings).routes(),
-                *V2Rest(self.core, settings, self.metrics).routes(),
+                *tfserving_rest.routes(),
+                *v2_rest.routes(),
                 *self.ops.routes(),
                 *ExperimentsRest(self.core, settings.rollout_control).routes(),
                 openapi_route(),

@@ -18,6 +18,8 @@ connection:
 - **Body read timeout.** A body not complete ``rest_body_timeout_s`` after its headers gets
   408 (or, if the application already answered, a plain close).
 
+Each response leaves in one write (``service.transport.header_hold``).
+
 A flood of connections that never complete their headers should cost as little as possible
 per connection: the local and peer addresses (two system calls) are read once a request's
 headers are in, the error responses are built once, and the open-connections gauge reads
@@ -52,6 +54,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.transport.connection_cap import connection_cap
 from service.transport.deadlines import Deadline, DeadlineQueue
+from service.transport.header_hold import HeaderHold
 
 PROTOCOL = "rest"
 LIMITS = ("connection_cap", "header_timeout", "header_size", "body_timeout", "keep_alive_idle")
@@ -138,7 +141,7 @@ def guarded_protocol(limits: EdgeLimits, metrics: Metrics) -> type[HttpToolsProt
             # getsockname and a getpeername, a third of a connection's cost before its first
             # byte): they wait for a request's headers, which a slowloris never completes
             self.connections.add(self)
-            self.transport = transport
+            self.transport = HeaderHold(transport, self.loop)  # type: ignore[assignment]
             self.flow = FlowControl(transport)
             self.scheme = "https" if is_ssl(transport) else "http"
             if self.logger.level <= TRACE_LOG_LEVEL:

@@ -47,6 +47,7 @@ from service.protocols.kserve_v2.tensors import (
     datatype_of,
     raw_to_array,
 )
+from service.transport.hot_routes import ending_route
 from service.transport.http import (
     JSON_OPTIONS,
     json_response,
@@ -217,6 +218,10 @@ class V2Rest:
             Route("/v2", self.server_metadata, methods=["GET"]),
             Route("/v2/models/{path:path}", self.dispatch, methods=["GET", "POST"]),
         ]
+
+    def inference_routes(self) -> list[Route]:
+        """``…/infer``, matched before every other route (``transport.hot_routes``)."""
+        return [ending_route("/v2/models/", ("/infer",), self.dispatch)]
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response(server_metadata())

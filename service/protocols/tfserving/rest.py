@@ -40,6 +40,7 @@ from service.protocols.tfserving.examples import input_from_json
 from service.protocols.tfserving.fast_json import numeric_instances
 from service.protocols.tfserving.json import tensor_from_json, tensor_to_json
 from service.protocols.tfserving.status import model_metadata_json, model_status_json
+from service.transport.hot_routes import ending_route
 from service.transport.http import (
     json_response,
     parse_json,
@@ -92,6 +93,9 @@ def parse_model_path(path: str) -> ModelPath:
     return ModelPath(check_model_name(match["name"]), version, match["label"], match["tail"] or "")
 
 
+INFERENCE_ENDINGS = (":predict", ":classify", ":regress")
+
+
 class TFServingRest:
     """Routes and handlers of TF Serving's REST API over the inference core."""
 
@@ -101,6 +105,11 @@ class TFServingRest:
 
     def routes(self) -> list[Route]:
         return [Route("/v1/models/{path:path}", self.dispatch, methods=["GET", "POST"])]
+
+    def inference_routes(self) -> list[Route]:
+        """``:predict``, ``:classify`` and ``:regress``, matched before every other route
+        (``transport.hot_routes``)."""
+        return [ending_route("/v1/models/", INFERENCE_ENDINGS, self.dispatch)]
 
     async def dispatch(self, request: Request) -> Response:
         path = request.path_params["path"]

@@ -1,0 +1,82 @@
+"""The inference routes are tried first and take only inference paths; what answers a
+request is what answered it before (the catch-alls' endpoints), over a real socket."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+from starlette.routing import Match
+
+from tests.conftest import ServerThread
+
+FIRST_TRIED = [
+    ("POST", "/v1/models/mnist_dnn:predict"),
+    ("POST", "/v1/models/mnist_dnn/versions/1:predict"),
+    ("POST", "/v1/models/half_plus_two/labels/stable:classify"),
+    ("POST", "/v1/models/half_plus_two:regress"),
+    ("POST", "/v2/models/mnist_dnn/infer"),
+    ("POST", "/v2/models/mnist_dnn/versions/1/infer"),
+]
+NOT_TAKEN = [
+    ("POST", "/v1/models/mnist_dnn:feedback"),  # the feedback routes keep these
+    ("POST", "/v1/models/mnist_dnn/versions/1:feedback"),
+    ("POST", "/v2/models/mnist_dnn/feedback"),
+    ("GET", "/v1/models/mnist_dnn"),
+    ("GET", "/v1/models/mnist_dnn/metadata"),
+    ("GET", "/v2/models/mnist_dnn/ready"),
+    ("POST", "/v1/models/mnist_dnn:predictx"),
+    ("POST", "/v2/models/mnist_dnn/inference"),
+]
+
+
+def _scope(method: str, path: str) -> dict:
+    return {"type": "http", "method": method, "path": path, "root_path": ""}
+
+
+def _first_full_match(server: ServerThread, method: str, path: str) -> int:
+    for index, route in enumerate(server.server.rest_app.routes):
+        if route.matches(_scope(method, path))[0] is Match.FULL:
+            return index
+    raise AssertionError(f"no route takes {method} {path}")
+
+
+@pytest.mark.parametrize(("method", "path"), FIRST_TRIED)
+def test_inference_paths_are_matched_by_the_first_routes(server, method, path) -> None:
+    assert _first_full_match(server, method, path) < 2
+
+
+@pytest.mark.parametrize(("method", "path"), NOT_TAKEN)
+def test_other_paths_go_where_they_went(server, method, path) -> None:
+    assert _first_full_match(server, method, path) >= 2
+
+
+def test_a_get_on_an_inference_path_is_answered_as_before(rest: httpx.Client) -> None:
+    response = rest.get("/v1/models/mnist_dnn:predict")
+    assert response.status_code in (400, 404, 405)
+    assert "error" in response.json()
+
+
+def test_predict_and_feedback_are_served(rest: httpx.Client) -> None:
+    digit = np.zeros((1, 28, 28), np.float32).tolist()
+    answered = rest.post("/v1/models/mnist_dnn:predict", json={"instances": digit})
+    assert answered.status_code == 200 and len(answered.json()["predictions"][0]) == 10
+    request_id = answered.headers["x-request-id"]
+    labelled = rest.post(
+        "/v1/models/mnist_dnn:feedback", json={"request_id": request_id, "labels": [0]}
+    )
+    assert labelled.status_code == 200, labelled.text
+    inferred = rest.post(
+        "/v2/models/mnist_dnn/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 28, 28],
+                    "datatype": "FP32",
+                    "data": np.zeros(784).tolist(),
+                }
+            ]
+        },
+    )
+    assert inferred.status_code == 200 and inferred.json()["outputs"][0]["shape"] == [1, 10]
