@@ -60,6 +60,18 @@ def has_escapes(body: bytes) -> bool:
     return b"\\" in body
 
 
+def parse_object(body: bytes) -> simdjson.Object | None:
+    """The body parsed, when it is a JSON object without escapes (``has_escapes``); None
+    when it is anything else, invalid JSON included."""
+    if has_escapes(body):
+        return None
+    try:
+        document = simdjson.Parser().parse(body)  # a parser per body: none is ever shared
+    except (ValueError, RuntimeError):
+        return None
+    return document if isinstance(document, simdjson.Object) else None
+
+
 def array_count(shape: tuple[int, ...]) -> int:
     """How many JSON arrays (``[`` bytes) numbers nested to ``shape`` are written with."""
     return sum(math.prod(shape[:depth]) for depth in range(len(shape)))

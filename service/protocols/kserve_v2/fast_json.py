@@ -27,8 +27,8 @@ import simdjson
 from service.errors import InvalidInputError
 from service.protocols.json_numbers import (
     array_count,
-    has_escapes,
     numbers,
+    parse_object,
     rectangular_shape,
 )
 from service.transport.strict_json import loads as strict_loads
@@ -41,13 +41,8 @@ MAX_INPUTS = 64
 
 def inference_doc(body: bytes) -> dict[str, Any] | None:
     """The inference request with numeric ``data`` as arrays, or None for the strict path."""
-    if has_escapes(body):
-        return None  # the bracket count below needs every ``[`` written as such
-    try:
-        document = simdjson.Parser().parse(body)  # a parser per body: none is ever shared
-    except (ValueError, RuntimeError):
-        return None
-    if not isinstance(document, simdjson.Object):
+    document = parse_object(body)  # no escapes: the bracket count below needs them raw
+    if document is None:
         return None
     inputs = document.get("inputs")
     if not isinstance(inputs, simdjson.Array) or not 0 < len(inputs) <= MAX_INPUTS:

@@ -22,20 +22,15 @@ import math
 import numpy as np
 import simdjson
 
-from service.protocols.json_numbers import array_count, has_escapes, numbers, rectangular_shape
+from service.protocols.json_numbers import array_count, numbers, parse_object, rectangular_shape
 
 ROW_KEYS = ({"instances"}, {"instances", "signature_name"})
 
 
 def numeric_instances(body: bytes) -> tuple[np.ndarray, str | None] | None:
     """``(instances as an array, signature_name)``, or None for the strict path."""
-    if has_escapes(body):
-        return None
-    try:
-        document = simdjson.Parser().parse(body)  # a parser per body: none is ever shared
-    except (ValueError, RuntimeError):
-        return None
-    if not isinstance(document, simdjson.Object):
+    document = parse_object(body)
+    if document is None:
         return None
     keys = list(document.keys())
     if len(keys) != len(set(keys)) or set(keys) not in ROW_KEYS:
