@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from loadtest.bench import summarize
+from loadtest.bench import served_batch_size, summarize
 from loadtest.floor_server import REST_REPLY
 from loadtest.grpc_clients import METHODS, predict_request_bytes
 from loadtest.h2load import run_h2load_grpc
@@ -101,3 +101,11 @@ def test_summary_compares_served_runs_with_their_protocols_floor() -> None:
     assert summary["mnist_grpc_tfserving@c32"]["fraction_of_floor"] == 0.5
     assert "fraction_of_floor" not in summary["mnist_json@c8"], "floor measured at c=32 only"
     assert summary["mnist_grpc_tfserving@c32"]["efficiency"] == 0.25
+
+
+def test_the_served_resnet_batch_leaves_room_to_pipeline() -> None:
+    plateau = {1: 33.2, 2: 41.7, 4: 43.2, 8: 46.3, 16: 47.3, 32: 48.2}  # a session-5 run
+    assert served_batch_size(plateau, concurrency=32) == 8
+    assert served_batch_size({**plateau, 4: 47.0}, concurrency=32) == 4
+    assert served_batch_size(plateau, concurrency=64) == 16
+    assert served_batch_size(plateau, concurrency=1) == 1
