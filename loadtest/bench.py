@@ -80,8 +80,8 @@ def served_batch_size(items_per_s: dict[int, float], concurrency: int) -> int:
     items/s at 32 against 46.3 at 8, a plateau settled by noise) halved the resnet rows.
     """
     limit = max(1, concurrency // 4)
-    allowed = {size: rate for size, rate in items_per_s.items() if size <= limit}
-    return max(allowed or items_per_s, key=(allowed or items_per_s).get)
+    allowed = {size: rate for size, rate in items_per_s.items() if size <= limit} or items_per_s
+    return max(allowed, key=allowed.get)
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:

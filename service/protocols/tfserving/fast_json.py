@@ -8,8 +8,8 @@ under load that allocation is the largest single cost of a small request
 int64 or doubles instead (``protocols.json_numbers``).
 
 This path only ever accepts. A body that is anything but that exact form, or that would
-need a judgement (a repeated key, ragged or mixed-depth nesting, booleans, strings,
-numbers out of range, invalid JSON), gets None and goes to the strict path
+need a judgement (a repeated key, an escape, ragged or mixed-depth nesting, booleans,
+strings, numbers out of range, invalid JSON), gets None and goes to the strict path
 (``transport.strict_json`` and ``tfserving.json``), which gives every error and leniency
 exactly as before. What it accepts it reads as that path would: the same shape, int64
 when every number is an integer and float64 otherwise.
