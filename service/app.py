@@ -36,7 +36,7 @@ from service.reload import SettingsReloader
 from service.transport.auth import OPEN_REST_PATHS
 from service.transport.grpc_server import GrpcServer
 from service.transport.openapi import openapi_route
-from service.transport.rest_app import build_rest_app
+from service.transport.rest_app import RestApp
 from service.transport.rest_edge import EdgeLimits, guarded_protocol
 
 logger = logging.getLogger(__name__)
@@ -110,10 +110,8 @@ class Server:
         token = settings.auth_token
         tfserving_rest = TFServingRest(self.core, settings)
         v2_rest = V2Rest(self.core, settings, self.metrics)
-        self.rest_app = build_rest_app(
+        self.rest_app = RestApp(
             [
-                *tfserving_rest.inference_routes(),  # first: nearly every request
-                *v2_rest.inference_routes(),
                 *FeedbackRest(self.core, self.feedback).routes(),
                 *tfserving_rest.routes(),
                 *v2_rest.routes(),
@@ -122,6 +120,7 @@ class Server:
                 openapi_route(),
                 *ConsoleRest(self.core, self.feedback, self.metrics).routes(),
             ],
+            [*tfserving_rest.inference_lanes(), *v2_rest.inference_lanes()],
             auth_token=token and token.get_secret_value(),
             open_paths=OPEN_REST_PATHS
             | set(() if settings.metrics_require_auth else metrics_paths),

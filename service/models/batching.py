@@ -350,16 +350,8 @@ class Batcher:
         target = self._padded_size(rows)
         started = time.monotonic()
         try:
-            if len(batch) == 1:
-                inputs = batch[0].inputs
-            else:
-                inputs = {
-                    name: np.concatenate([r.inputs[name] for r in batch])
-                    for name in batch[0].inputs
-                }
-            inputs = pad_rows(inputs, rows, target)
             outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, batch[0].signature, inputs
+                self._executor, self._assemble_and_run, batch, rows, target
             )
             for name, value in outputs.items():
                 if value.ndim == 0 or value.shape[0] != target:
@@ -385,6 +377,17 @@ class Batcher:
                     ({name: value[offset:end] for name, value in outputs.items()}, stats)
                 )
             offset = end
+
+    def _assemble_and_run(self, batch: list[_Request], rows: int, target: int) -> Arrays:
+        """On the executor, off the event loop: the batch's inputs joined and padded to
+        ``target`` rows, through the model."""
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = {
+                name: np.concatenate([r.inputs[name] for r in batch]) for name in batch[0].inputs
+            }
+        return self._run_batch(batch[0].signature, pad_rows(inputs, rows, target))
 
     @staticmethod
     def _fail(batch: list[_Request], error: ServingError) -> None:

@@ -7,7 +7,7 @@ is answered 401 / UNAUTHENTICATED otherwise. Tokens are compared in constant tim
 secret: REST ``/v2/health/live`` and ``/v2/health/ready``, gRPC ``grpc.health.v1.Health``
 and the v2 ``ServerLive``/``ServerReady`` RPCs; ``/metrics`` stays open unless
 ``metrics_require_auth`` is set, and ``/openapi.json`` (the API description) is open too.
-When auth is off neither the middleware nor the interceptor is installed: no cost.
+When auth is off neither the check nor the interceptor is installed: no cost.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
 from service.errors import UnauthenticatedError
 from service.transport.http import error_response
@@ -47,31 +48,28 @@ def _unauthenticated() -> UnauthenticatedError:
     )
 
 
-class BearerAuthMiddleware:
-    """ASGI middleware answering 401 to HTTP requests without the right bearer token.
+class BearerAuth:
+    """The REST side of bearer-token auth: which HTTP requests to refuse, and how.
 
     Args:
-        app: the wrapped application.
         token: the expected token.
         open_paths: paths served without a token.
     """
 
-    def __init__(self, app: ASGIApp, token: str, open_paths: Iterable[str]) -> None:
-        self.app = app
+    def __init__(self, token: str, open_paths: Iterable[str]) -> None:
         self._token = token.encode()
         self._open = frozenset(open_paths)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._open:
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Response | None:
+        """401 for a request outside the open paths without the right token, else None."""
+        if scope["path"] in self._open:
+            return None
         header = next((value for name, value in scope["headers"] if name == b"authorization"), None)
         if bearer_matches(header, self._token):
-            await self.app(scope, receive, send)
-            return
+            return None
         response = error_response(_unauthenticated())
         response.headers["www-authenticate"] = "Bearer"
-        await response(scope, receive, send)
+        return response
 
 
 class BearerAuthInterceptor(grpc.aio.ServerInterceptor):

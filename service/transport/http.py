@@ -12,7 +12,6 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract.errors import ContractError
 from service.errors import (
@@ -23,14 +22,12 @@ from service.errors import (
     serving_error,
 )
 from service.inference.request import Timing
-from service.logging_setup import REQUEST_ID, escape
+from service.logging_setup import escape
 from service.transport import strict_json
-from service.transport.request_ids import new_request_id
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-REQUEST_ID_HEADER = "x-request-id"
 TIMEOUT_HEADER = "request-timeout"
 DISCONNECT_WATCH_AFTER_S = 0.05
 
@@ -191,31 +188,3 @@ async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
         request_id,
     )
     return json_response({"error": f"internal error (request id {request_id})"}, status=500)
-
-
-class RequestIdMiddleware:
-    """Takes ``X-Request-ID`` from the request (or makes one) and echoes it back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value[:128]
-                break
-        if not request_id or not request_id.isascii():
-            request_id = new_request_id().encode()
-        scope["request_id"] = request_id.decode("ascii", "replace")
-        REQUEST_ID.set(scope["request_id"])  # for log records and the core's access log
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)

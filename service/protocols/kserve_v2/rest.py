@@ -13,6 +13,7 @@ request's ``binary_data_output`` parameter) is true. Errors are ``{"error": "...
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,6 @@ from service.protocols.kserve_v2.tensors import (
     datatype_of,
     raw_to_array,
 )
-from service.transport.hot_routes import ending_route
 from service.transport.http import (
     JSON_OPTIONS,
     json_response,
@@ -57,6 +57,7 @@ from service.transport.http import (
     server_timing,
     unless_disconnected,
 )
+from service.transport.rest_app import Lane
 
 PROTOCOL = "rest_v2"
 """The ``protocol`` label of this adapter's requests."""
@@ -68,6 +69,7 @@ _PATH = re.compile(
 Encoded = tuple[bytes, list[bytes]]
 
 
+@functools.lru_cache(maxsize=1024)  # clients repeat a few paths; errors are not cached
 def _parse_path(path: str) -> tuple[str, int | None, str]:
     """(model name, version or None, endpoint tail) of a ``/v2/models/`` path."""
     match = _PATH.match(path)
@@ -219,9 +221,9 @@ class V2Rest:
             Route("/v2/models/{path:path}", self.dispatch, methods=["GET", "POST"]),
         ]
 
-    def inference_routes(self) -> list[Route]:
-        """``…/infer``, matched before every other route (``transport.hot_routes``)."""
-        return [ending_route("/v2/models/", ("/infer",), self.dispatch)]
+    def inference_lanes(self) -> list[Lane]:
+        """``…/infer``, reached before every route (``transport.rest_app``)."""
+        return [Lane("/v2/models/", ("/infer",), self.dispatch)]
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response(server_metadata())

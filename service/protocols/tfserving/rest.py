@@ -10,6 +10,7 @@ rendered as ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,6 @@ from service.protocols.tfserving.examples import input_from_json
 from service.protocols.tfserving.fast_json import numeric_instances
 from service.protocols.tfserving.json import tensor_from_json, tensor_to_json
 from service.protocols.tfserving.status import model_metadata_json, model_status_json
-from service.transport.hot_routes import ending_route
 from service.transport.http import (
     json_response,
     parse_json,
@@ -49,6 +49,7 @@ from service.transport.http import (
     server_timing,
     unless_disconnected,
 )
+from service.transport.rest_app import Lane
 
 PROTOCOL = "rest_tfserving"
 """The ``protocol`` label of this adapter's requests."""
@@ -76,6 +77,7 @@ class ModelPath:
     """``""``, ``/metadata`` or ``:<verb>``."""
 
 
+@functools.lru_cache(maxsize=1024)  # clients repeat a few paths; errors are not cached
 def parse_model_path(path: str) -> ModelPath:
     """Parse ``{name}[/versions/{v} | /labels/{l}][/metadata | :verb]``.
 
@@ -106,10 +108,10 @@ class TFServingRest:
     def routes(self) -> list[Route]:
         return [Route("/v1/models/{path:path}", self.dispatch, methods=["GET", "POST"])]
 
-    def inference_routes(self) -> list[Route]:
-        """``:predict``, ``:classify`` and ``:regress``, matched before every other route
-        (``transport.hot_routes``)."""
-        return [ending_route("/v1/models/", INFERENCE_ENDINGS, self.dispatch)]
+    def inference_lanes(self) -> list[Lane]:
+        """``:predict``, ``:classify`` and ``:regress``, reached before every route
+        (``transport.rest_app``)."""
+        return [Lane("/v1/models/", INFERENCE_ENDINGS, self.dispatch)]
 
     async def dispatch(self, request: Request) -> Response:
         path = request.path_params["path"]

@@ -1,16 +1,17 @@
-"""The inference routes are tried first and take only inference paths; what answers a
-request is what answered it before (the catch-alls' endpoints), over a real socket."""
+"""The REST app's lanes take only inference paths, straight to the endpoint their route would
+reach; what answers a request is what answered it before, over a real socket."""
 
 from __future__ import annotations
 
 import httpx
 import numpy as np
 import pytest
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
+from service.transport.rest_app import Lane
 from tests.conftest import ServerThread
 
-FIRST_TRIED = [
+FIRST_TAKEN = [
     ("POST", "/v1/models/mnist_dnn:predict"),
     ("POST", "/v1/models/mnist_dnn/versions/1:predict"),
     ("POST", "/v1/models/half_plus_two/labels/stable:classify"),
@@ -34,21 +35,28 @@ def _scope(method: str, path: str) -> dict:
     return {"type": "http", "method": method, "path": path, "root_path": ""}
 
 
-def _first_full_match(server: ServerThread, method: str, path: str) -> int:
-    for index, route in enumerate(server.server.rest_app.routes):
+def _taking_lanes(server: ServerThread, path: str) -> list[Lane]:
+    return [lane for lane in server.server.rest_app.lanes if lane.takes(path)]
+
+
+def _first_full_match(server: ServerThread, method: str, path: str) -> Route:
+    for route in server.server.rest_app.routes:
         if route.matches(_scope(method, path))[0] is Match.FULL:
-            return index
+            return route
     raise AssertionError(f"no route takes {method} {path}")
 
 
-@pytest.mark.parametrize(("method", "path"), FIRST_TRIED)
-def test_inference_paths_are_matched_by_the_first_routes(server, method, path) -> None:
-    assert _first_full_match(server, method, path) < 2
+@pytest.mark.parametrize(("method", "path"), FIRST_TAKEN)
+def test_inference_paths_take_a_lane_to_their_routes_endpoint(server, method, path) -> None:
+    """One lane takes the path, and the route that would take it has the same endpoint."""
+    (lane,) = _taking_lanes(server, path)
+    assert _first_full_match(server, method, path).endpoint == lane.endpoint
 
 
 @pytest.mark.parametrize(("method", "path"), NOT_TAKEN)
-def test_other_paths_go_where_they_went(server, method, path) -> None:
-    assert _first_full_match(server, method, path) >= 2
+def test_other_paths_go_to_their_routes(server, method, path) -> None:
+    assert not _taking_lanes(server, path)
+    _first_full_match(server, method, path)
 
 
 def test_a_get_on_an_inference_path_is_answered_as_before(rest: httpx.Client) -> None:
