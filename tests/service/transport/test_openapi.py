@@ -35,7 +35,7 @@ def test_every_registered_route_is_documented_with_its_methods(routes: list[Rout
     paths = load_schema()["paths"]
     missing = []
     for route in routes:
-        if route.path in UI_PATHS or "{path:" in route.path:  # catch-alls and hot_routes
+        if route.path in UI_PATHS or "{path:" in route.path:  # the catch-alls
             continue
         documented = {method.upper() for method in paths.get(route.path, {})} - {"PARAMETERS"}
         wanted = (route.methods or set()) - {"HEAD"}
