@@ -169,14 +169,14 @@ class InferenceCore:
         routed = request.version is None and request.label is None
         fallback = rollouts.fallback(request.model, version) if routed and version else None
         try:
-            async with self._manager.acquire(request.model, version) as served:
+            with self._manager.acquire(request.model, version) as served:
                 scope.served = served
                 return await run(served)
         except (InternalError, ModelUnavailableError) as error:
             if fallback is None or version is None:
                 raise
             rollouts.retried(request.model, version, str(error))
-        async with self._manager.acquire(request.model, fallback) as served:
+        with self._manager.acquire(request.model, fallback) as served:
             scope.served = served
             return await run(served)
 

@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
@@ -32,7 +32,7 @@ from service.models.batching import Batcher
 from service.models.loader import LoadedModel, load_version
 from service.models.policy import Known, plan
 from service.models.rollout import RolloutController
-from service.models.versions import ServedVersion, VersionRecord, start_serving
+from service.models.versions import ServedVersion, VersionHold, VersionRecord, start_serving
 from service.version_metrics import VersionMetrics
 from service.views import ExperimentView, VersionState, VersionStatus
 
@@ -369,18 +369,9 @@ class ModelManager:
             f"{[record.version for record in records]}"
         )
 
-    @contextlib.asynccontextmanager
-    async def acquire(self, model: str, version: int | None = None) -> AsyncIterator[ServedVersion]:
-        """Hold a version for one request so it is not unloaded under it."""
-        served = self.resolve(model, version)
-        served.inflight += 1
-        served.idle.clear()
-        try:
-            yield served
-        finally:
-            served.inflight -= 1
-            if served.inflight == 0:
-                served.idle.set()
+    def acquire(self, model: str, version: int | None = None) -> VersionHold:
+        """Hold a version for one request (``with``) so it is not unloaded under it."""
+        return VersionHold(self.resolve(model, version))
 
     def inflight(self) -> int:
         """Requests in flight over every served version."""

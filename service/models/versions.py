@@ -93,3 +93,23 @@ def start_serving(
     )
     batcher.start()
     return served
+
+
+class VersionHold:
+    """One request's hold on a served version: while held, the version is not unloaded (a
+    plain context manager; an ``asynccontextmanager`` cost a generator per request)."""
+
+    __slots__ = ("served",)
+
+    def __init__(self, served: ServedVersion) -> None:
+        self.served = served
+
+    def __enter__(self) -> ServedVersion:
+        self.served.inflight += 1
+        self.served.idle.clear()
+        return self.served
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.served.inflight -= 1
+        if self.served.inflight == 0:
+            self.served.idle.set()
