@@ -66,13 +66,19 @@ def request_id_of(scope: Scope) -> bytes:
     return request_id
 
 
+EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    ServingError: handle_serving_error,
+    ContractError: handle_serving_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected_error,
+}
+"""The app's error handlers, for the Starlette app and the lanes alike."""
+
+
 async def _handled(request: Request, exc: Exception) -> Response:
-    """The response the app's error handlers give for ``exc``."""
-    if isinstance(exc, ServingError | ContractError):
-        return await handle_serving_error(request, exc)
-    if isinstance(exc, HTTPException):
-        return await handle_http_exception(request, exc)
-    return await handle_unexpected_error(request, exc)
+    """The response the app's error handlers give for ``exc`` (its closest class's)."""
+    handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
+    return await handler(request, exc)
 
 
 class RestApp:
@@ -96,15 +102,7 @@ class RestApp:
         auth_token: str | None = None,
         open_paths: Iterable[str] = (),
     ) -> None:
-        self.app = Starlette(
-            routes=routes,
-            exception_handlers={
-                ServingError: handle_serving_error,
-                ContractError: handle_serving_error,
-                HTTPException: handle_http_exception,
-                Exception: handle_unexpected_error,
-            },
-        )
+        self.app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
         self.lanes = tuple(lanes)
         self._auth = None if auth_token is None else BearerAuth(auth_token, open_paths)
 
