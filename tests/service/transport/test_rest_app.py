@@ -58,9 +58,15 @@ def app(auth_token: str | None = None) -> RestApp:
     )
 
 
-async def serve(asgi: RestApp) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(asgi: RestApp, root_path: str = "") -> AsyncIterator[httpx.AsyncClient]:
     config = uvicorn.Config(
-        asgi, host="127.0.0.1", port=0, loop="none", lifespan="off", log_level="warning"
+        asgi,
+        host="127.0.0.1",
+        port=0,
+        loop="none",
+        lifespan="off",
+        log_level="warning",
+        root_path=root_path,
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server._serve())
@@ -82,6 +88,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def guarded() -> AsyncIterator[httpx.AsyncClient]:
     async for served in serve(app(TOKEN)):
+        yield served
+
+
+@pytest.fixture
+async def mounted() -> AsyncIterator[httpx.AsyncClient]:
+    async for served in serve(app(), root_path="/api"):
         yield served
 
 
@@ -133,3 +145,12 @@ async def test_auth_comes_before_the_lanes(guarded) -> None:
     allowed = await guarded.post("/m/a:echo", headers={"authorization": f"Bearer {TOKEN}"})
     assert allowed.status_code == 200
     assert (await guarded.get("/open")).json() == {"open": True}  # an open path: no token
+
+
+@session_loop
+async def test_under_a_root_path_the_routes_answer_what_the_lanes_would(mounted) -> None:
+    # behind a proxy that strips /api: uvicorn puts root_path back in front of the path
+    response = await mounted.post("/m/a:echo", headers={"x-request-id": "abc-6"})
+    assert response.status_code == 200
+    assert response.json() == {"path": "a:echo", "request_id": "abc-6"}
+    assert response.headers["x-request-id"] == "abc-6"
