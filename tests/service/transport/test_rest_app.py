@@ -97,12 +97,17 @@ async def mounted() -> AsyncIterator[httpx.AsyncClient]:
         yield served
 
 
+def assert_echoed(response: httpx.Response, path: str, request_id: str) -> None:
+    """``echo`` answered, seeing ``path`` and ``request_id``, and the id came back."""
+    assert response.status_code == 200
+    assert response.json() == {"path": path, "request_id": request_id}
+    assert response.headers["x-request-id"] == request_id
+
+
 @session_loop
 async def test_a_lane_gets_the_path_and_the_request_id(client) -> None:
     response = await client.post("/m/a/b:echo", headers={"x-request-id": "abc-1"})
-    assert response.status_code == 200
-    assert response.json() == {"path": "a/b:echo", "request_id": "abc-1"}
-    assert response.headers["x-request-id"] == "abc-1"
+    assert_echoed(response, "a/b:echo", "abc-1")
 
 
 @session_loop
@@ -151,6 +156,4 @@ async def test_auth_comes_before_the_lanes(guarded) -> None:
 async def test_under_a_root_path_the_routes_answer_what_the_lanes_would(mounted) -> None:
     # behind a proxy that strips /api: uvicorn puts root_path back in front of the path
     response = await mounted.post("/m/a:echo", headers={"x-request-id": "abc-6"})
-    assert response.status_code == 200
-    assert response.json() == {"path": "a:echo", "request_id": "abc-6"}
-    assert response.headers["x-request-id"] == "abc-6"
+    assert_echoed(response, "a:echo", "abc-6")
