@@ -26,8 +26,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
 from service.config import BatchingSettings
 from service.errors import (
     DeadlineExceededError,
@@ -36,6 +34,7 @@ from service.errors import (
     QueueFullError,
     ServingError,
 )
+from service.models.batch_rows import Arrays, batch_key, joined_rows, padded_size
 
 logger = logging.getLogger(__name__)
 POLL_WINDOW_S = 1e-3
@@ -43,7 +42,6 @@ POLL_WINDOW_S = 1e-3
 BUSY_TURN_S = 50e-6
 """A loop turn longer than this was busy: requests it has not read yet may be waiting."""
 
-Arrays = dict[str, np.ndarray]
 RunBatch = Callable[[str, Arrays], Arrays]
 
 
@@ -77,21 +75,6 @@ class _Request:
     deadline: float
     enqueued: float
     future: asyncio.Future[tuple[Arrays, BatchStats]]
-
-
-def batch_key(signature: str, inputs: Arrays) -> Hashable:
-    """Requests batch together only when signature, names, dtypes and row shapes agree."""
-    return signature, tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items()))
-
-
-def pad_rows(inputs: Arrays, rows: int, target: int) -> Arrays:
-    """Pad every array to ``target`` rows by repeating its first row (as TF Serving does)."""
-    if target == rows:
-        return inputs
-    return {
-        name: np.concatenate([a, np.repeat(a[:1], target - rows, axis=0)])
-        for name, a in inputs.items()
-    }
 
 
 class Batcher:
@@ -339,15 +322,9 @@ class Batcher:
         request = self._queue.popleft()
         self._queued_rows -= request.rows
 
-    def _padded_size(self, rows: int) -> int:
-        for size in self._allowed or ():
-            if size >= rows:
-                return size
-        return rows
-
     async def _execute(self, batch: list[_Request]) -> None:
         rows = sum(r.rows for r in batch)
-        target = self._padded_size(rows)
+        target = padded_size(rows, self._allowed)
         started = time.monotonic()
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
@@ -379,15 +356,10 @@ class Batcher:
             offset = end
 
     def _assemble_and_run(self, batch: list[_Request], rows: int, target: int) -> Arrays:
-        """On the executor, off the event loop: the batch's inputs joined and padded to
-        ``target`` rows, through the model."""
-        if len(batch) == 1:
-            inputs = batch[0].inputs
-        else:
-            inputs = {
-                name: np.concatenate([r.inputs[name] for r in batch]) for name in batch[0].inputs
-            }
-        return self._run_batch(batch[0].signature, pad_rows(inputs, rows, target))
+        """On the executor, off the event loop: the batch's rows joined, padded and run."""
+        return self._run_batch(
+            batch[0].signature, joined_rows([r.inputs for r in batch], rows, target)
+        )
 
     @staticmethod
     def _fail(batch: list[_Request], error: ServingError) -> None:
