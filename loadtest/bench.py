@@ -7,10 +7,11 @@
 4. The protocol floor (``loadtest.floor_server``): the same REST and gRPC stacks answering
    every request at once without any work, under the same load at the top concurrency.
 5. The mnist_dnn protocols head to head at the top concurrency: interleaved rounds that run
-   each protocol for a few seconds in turn. This machine's speed drifts by ±15% over minutes,
-   so stage 2's figures, taken minutes apart, can rank two close protocols either way; the
-   interleaved rounds expose them to the same drift and give each a per-round ratio to REST
-   JSON.
+   each protocol, and each protocol's floor, for a few seconds in turn. This machine's speed
+   drifts by ±15% over minutes, so stage 2's figures, taken minutes apart, can rank two close
+   protocols either way (and stage 4's floor moves with the drift too); the interleaved
+   rounds expose them to the same drift and give each a per-round ratio to REST JSON and a
+   per-round fraction of its floor.
 
 Models: the shipped ``mnist_dnn`` (JSON instances over TF Serving REST, binary tensor data
 over KServe v2 REST, ``tensor_content`` over TF Serving gRPC Predict and raw contents over
@@ -53,6 +54,8 @@ from loadtest.stages import (
     drive_floor,
     drive_grpc,
     drive_head_to_head,
+    floor_command,
+    floor_loads,
     raw_ceiling,
 )
 
@@ -217,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 other_port, other_grpc = free_port(), free_port()
                 other = tensor_content_server(workdir, repo, other_port, other_grpc)
-                with running(other, other_port):
+                floor_rest, floor_grpc = free_port(), free_port()
+                with (
+                    running(other, other_port),
+                    running(floor_command(floor_rest, floor_grpc), floor_rest, health_path="/"),
+                ):
                     report["head_to_head"] = drive_head_to_head(
                         port,
                         grpc_port,
@@ -228,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
                         metrics_url,
                         args.grpc_client,
                         (other_grpc, f"http://127.0.0.1:{other_port}/metrics"),
+                        floor_loads(
+                            floor_rest,
+                            floor_grpc,
+                            max(concurrencies),
+                            args.head_to_head_seconds,
+                            bodies["mnist_json"],
+                        ),
                     )
         for s in (s for s in scenarios if s.naive):
             print(f"naive FastAPI baseline ({s.model}) ...", flush=True)
@@ -260,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  head to head {name:22s} median {entry['median_requests_per_s']} req/s, "
             f"median ratio to {HEAD_TO_HEAD_BASELINE} {entry['median_ratio']}"
         )
+    for name, entry in report["head_to_head"].get("floor_fractions", {}).items():
+        print(f"  head to head {name:22s} median fraction of its floor {entry['median_fraction']}")
     out = write_report(args.out, report)
     bench_chart(report, out.with_suffix(".png"))
     print(f"\nreport written to {out} and {out.with_suffix('.png')}")

@@ -15,7 +15,7 @@ from loadtest.grpc_clients import METHODS, predict_request_bytes, run_grpc_load
 from loadtest.h2load import run_h2load_grpc
 from loadtest.processes import failed_calls, free_port, metric_sum, request_codes, running
 from loadtest.scenarios import ROOT, Scenario, grpc_bodies, mnist_digit
-from loadtest.wrk import run_wrk
+from loadtest.wrk import LoadResult, run_wrk
 
 
 # ----- 1. raw ceiling ---------------------------------------------------------------------
@@ -144,10 +144,9 @@ FLOOR_SCENARIOS = {
 """Served scenario → the protocol floor it is compared with."""
 
 
-def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, dict[str, Any]]:
-    """The REST and gRPC floors under the served runs' load generators and mnist payloads."""
-    rest_port, grpc_port = free_port(), free_port()
-    command = [
+def floor_command(rest_port: int, grpc_port: int) -> list[str]:
+    """The command of a floor server (``loadtest.floor_server``) on these ports."""
+    return [
         str(ROOT / ".venv" / "bin" / "python"),
         "-m",
         "loadtest.floor_server",
@@ -156,22 +155,37 @@ def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, 
         "--grpc-port",
         str(grpc_port),
     ]
-    with running(command, rest_port, health_path="/", timeout=60):
-        results = {
-            "rest": run_wrk(
-                f"http://127.0.0.1:{rest_port}/v1/models/mnist_dnn:predict",
-                rest_body,
-                concurrency=concurrency,
-                seconds=seconds,
-            ),
-            "grpc": run_h2load_grpc(
-                f"127.0.0.1:{grpc_port}",
-                METHODS["tfserving"],
-                predict_request_bytes("mnist_dnn", "image", mnist_digit()),
-                concurrency=concurrency,
-                seconds=seconds,
-            ),
-        }
+
+
+def floor_loads(
+    rest_port: int, grpc_port: int, concurrency: int, seconds: float, rest_body: Path
+) -> dict[str, Callable[[], LoadResult]]:
+    """Protocol (``rest``, ``grpc``) → one run of the served runs' load generator and mnist
+    payload against a running floor server."""
+    predict = predict_request_bytes("mnist_dnn", "image", mnist_digit())
+    return {
+        "rest": lambda: run_wrk(
+            f"http://127.0.0.1:{rest_port}/v1/models/mnist_dnn:predict",
+            rest_body,
+            concurrency=concurrency,
+            seconds=seconds,
+        ),
+        "grpc": lambda: run_h2load_grpc(
+            f"127.0.0.1:{grpc_port}",
+            METHODS["tfserving"],
+            predict,
+            concurrency=concurrency,
+            seconds=seconds,
+        ),
+    }
+
+
+def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, dict[str, Any]]:
+    """The REST and gRPC floors under the served runs' load generators and mnist payloads."""
+    rest_port, grpc_port = free_port(), free_port()
+    with running(floor_command(rest_port, grpc_port), rest_port, health_path="/", timeout=60):
+        loads = floor_loads(rest_port, grpc_port, concurrency, seconds, rest_body)
+        results = {protocol: load() for protocol, load in loads.items()}
     for protocol, result in results.items():
         print(
             f"  {protocol + ' floor':14s} c={concurrency:<3d} {result.requests_per_s:9.1f} "
@@ -184,6 +198,8 @@ def drive_floor(concurrency: int, seconds: float, rest_body: Path) -> dict[str, 
 
 # ----- 5. head to head --------------------------------------------------------------------
 HEAD_TO_HEAD_BASELINE = "mnist_json"
+FLOOR_PREFIX = "floor_"
+"""A floor's load in the rounds: ``floor_rest``, ``floor_grpc``."""
 
 
 def head_to_head(
@@ -198,6 +214,29 @@ def head_to_head(
         for name in names[start:] + names[:start]:
             rows[name].append(loads[name]())
     return rows
+
+
+def floor_fractions(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per served scenario whose floor ran in the same rounds: its req/s ÷ the floor's in each
+    round, and the median of those fractions."""
+    fractions = {}
+    for name, protocol in FLOOR_SCENARIOS.items():
+        floor = rows.get(FLOOR_PREFIX + protocol)
+        if name not in rows or not floor:
+            continue
+        per_round = [
+            round(row["requests_per_s"] / base["requests_per_s"], 3)
+            if base["requests_per_s"]
+            else 0.0
+            for row, base in zip(rows[name], floor, strict=True)
+        ]
+        fractions[name] = {
+            "floor": protocol,
+            "floor_requests_per_s": [row["requests_per_s"] for row in floor],
+            "fractions": per_round,
+            "median_fraction": statistics.median(per_round),
+        }
+    return fractions
 
 
 def compare_rounds(
@@ -230,10 +269,13 @@ def drive_head_to_head(
     metrics_url: str,
     client: str,
     tensor_content: tuple[int, str] | None = None,
+    floor: dict[str, Callable[[], LoadResult]] | None = None,
 ) -> dict[str, Any]:
     """The mnist_dnn REST scenarios and both gRPC APIs in interleaved rounds; with
     ``tensor_content`` (gRPC port, metrics URL of a server answering in ``tensor_content``),
-    TF Serving Predict in that encoding too."""
+    TF Serving Predict in that encoding too; with ``floor`` (``floor_loads``), each
+    protocol's floor joins the rounds, and every scenario gets its fraction of the floor of
+    its own round (``floor_fractions``)."""
     loads: dict[str, Callable[[], dict[str, Any]]] = {
         s.name: lambda s=s: s.run(s.url(port), concurrency, seconds).to_dict() for s in rest
     }
@@ -253,7 +295,11 @@ def drive_head_to_head(
             other_metrics,
             client,
         )
-    comparison = compare_rounds(head_to_head(loads, rounds))
+    for protocol, load in (floor or {}).items():
+        loads[FLOOR_PREFIX + protocol] = lambda load=load: load().to_dict()
+    rows = head_to_head(loads, rounds)
+    fractions = floor_fractions(rows)
+    comparison = compare_rounds({k: v for k, v in rows.items() if not k.startswith(FLOOR_PREFIX)})
     for name, entry in comparison.items():
         print(
             f"  {name:20s} median {entry['median_requests_per_s']:9.1f} req/s  ratio to "
@@ -262,9 +308,16 @@ def drive_head_to_head(
             f"errors {entry['errors']}",
             flush=True,
         )
+    for name, entry in fractions.items():
+        print(
+            f"  {name:20s} fraction of its floor {entry['median_fraction']:.3f} "
+            f"(rounds {entry['fractions']})",
+            flush=True,
+        )
     return {
         "concurrency": concurrency,
         "rounds": rounds,
         "seconds": seconds,
         "protocols": comparison,
+        "floor_fractions": fractions,
     }
