@@ -2,41 +2,102 @@
 
 A v2 JSON body carries each input's values in ``data``: for one digit, 784 numbers that
 the strict path (orjson, then ``np.asarray``) makes into Python floats first, the largest
-single cost of a small request (docs/performance.md). ``inference_doc`` parses the body
-with simdjson instead and reads every numeric ``data`` array into a buffer
-(``protocols.json_numbers``); every other part of the body goes through the strict parser,
-from its own minified text. The body's ``[`` bytes must then be exactly the arrays found:
-one more would be an array deeper than a ``data``'s first element, which ``as_buffer``
-would have flattened.
+single cost of a small request (docs/performance.md). Two readers parse the body with
+simdjson instead and read every numeric ``data`` array into a buffer
+(``protocols.json_numbers``):
 
-This path only ever accepts. It gives the document the strict parser would give, except
-that a numeric input's ``data`` is a flat int64 or float64 array (what ``np.asarray``
-makes of the nested list, flattened: ``decode_rest_inputs`` reshapes it to the input's
-``shape`` either way). Anything else gets None and the whole body goes the strict way,
-which gives every error exactly as before: invalid JSON, a repeated key anywhere,
-``data`` that is ragged, mixed in depth, empty, a scalar, or holds anything but numbers
-within int64 and float64.
+- ``numeric_inputs`` reads the common body, one whose only member is ``inputs`` and whose
+  inputs have exactly ``name``, ``shape``, ``datatype`` and numeric ``data``, straight into
+  the inputs ``decode_rest_inputs`` would give: the data type's dtype, the input's shape.
+- ``inference_doc`` reads any other body into the document the strict parser would give,
+  except that a numeric input's ``data`` is a flat int64 or float64 array (what
+  ``np.asarray`` makes of the nested list, flattened: ``decode_rest_inputs`` reshapes it
+  to the input's ``shape`` either way). Every other part of the body goes through the
+  strict parser, from its own minified text.
+
+Both only ever accept, and both count the body's ``[`` bytes: they must be exactly the
+arrays read, since one more would be an array deeper than a ``data``'s first element,
+which ``as_buffer`` would have flattened. Anything else gets None and the body goes the
+next way, which gives every error exactly as before: invalid JSON, a repeated key
+anywhere, ``data`` that is ragged, mixed in depth, empty, a scalar, or holds anything but
+numbers within int64 and float64, values the data type does not take, a shape the values
+do not fill.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import simdjson
 
 from service.errors import InvalidInputError
+from service.protocols.arrays import MAX_RANK
 from service.protocols.json_numbers import (
     array_count,
     numbers,
     parse_object,
     rectangular_shape,
 )
+from service.protocols.kserve_v2.tensors import DATATYPES, MAX_DIM
 from service.transport.strict_json import loads as strict_loads
 
 NOT_NUMERIC = ("BYTES", "BOOL")
 """Datatypes whose ``data`` the strict path reads (strings, booleans)."""
 MAX_INPUTS = 64
 """Inputs read this way at most; more go the strict way."""
+INPUT_KEYS = frozenset({"name", "shape", "datatype", "data"})
+"""The members of an input that ``numeric_inputs`` reads (no ``parameters``)."""
+
+
+def numeric_inputs(body: bytes) -> dict[str, np.ndarray] | None:
+    """The inputs of a body that holds nothing but numeric inputs, decoded (as
+    ``decode_rest_inputs`` decodes them), or None for the other readers."""
+    document = parse_object(body)  # no escapes: the bracket count below needs them raw
+    if document is None or list(document.keys()) != ["inputs"]:
+        return None
+    items = document["inputs"]
+    if not isinstance(items, simdjson.Array) or not 0 < len(items) <= MAX_INPUTS:
+        return None
+    inputs: dict[str, np.ndarray] = {}
+    brackets = 1  # the inputs list
+    for item in items:
+        read = _numeric_input(item, inputs)
+        if read is None:
+            return None
+        brackets += read
+    return inputs if body.count(b"[") == brackets else None
+
+
+def _numeric_input(item: Any, inputs: dict[str, np.ndarray]) -> int | None:
+    """Add one input to ``inputs``; the count of ``[`` it was written with (None: not this
+    reader's to read)."""
+    if not isinstance(item, simdjson.Object):
+        return None
+    keys = list(item.keys())
+    if len(keys) != len(INPUT_KEYS) or set(keys) != INPUT_KEYS:
+        return None  # another member, or a repeated key
+    name, datatype, shape, data = item["name"], item["datatype"], item["shape"], item["data"]
+    if type(name) is not str or name in inputs or "[" in name:
+        return None
+    dtype = DATATYPES.get(datatype) if type(datatype) is str else None
+    if dtype is None or dtype.kind not in "iuf":  # BOOL and BYTES: the strict path
+        return None
+    if not isinstance(shape, simdjson.Array) or not isinstance(data, simdjson.Array):
+        return None
+    dims = shape.as_list()
+    if len(dims) > MAX_RANK or not all(type(d) is int and 0 <= d <= MAX_DIM for d in dims):
+        return None
+    nesting = rectangular_shape(data)
+    values = None if nesting is None else numbers(data)
+    if values is None or values.size != math.prod(dims):
+        return None
+    if values.dtype.kind == "f" and dtype.kind != "f":
+        return None  # the decoder refuses it with its own message
+    with np.errstate(over="ignore", invalid="ignore"):  # as the decoder casts
+        inputs[name] = values.astype(dtype).reshape(dims)
+    return 1 + array_count(nesting)  # the shape's list, then the data's
 
 
 def inference_doc(body: bytes) -> dict[str, Any] | None:

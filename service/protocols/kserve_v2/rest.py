@@ -30,7 +30,7 @@ from service.errors import InvalidInputError, ModelNotFoundError
 from service.inference.core import InferenceCore
 from service.inference.request import InferenceResult
 from service.metrics import Metrics
-from service.protocols.kserve_v2.fast_json import inference_doc
+from service.protocols.kserve_v2.fast_json import inference_doc, numeric_inputs
 from service.protocols.kserve_v2.metadata import (
     core_request,
     model_config,
@@ -251,16 +251,23 @@ class V2Rest:
         with self._core.scope(PROTOCOL, path.split("/", 1)[0]) as scope:
             name, version, _ = _parse_path(path)
             body = await read_body(request, self._settings.max_body_bytes)
-            doc, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+            header_length = request.headers.get(HEADER_LENGTH)
+            inputs = numeric_inputs(body) if header_length is None else None
+            if inputs is None:
+                doc, binary = split_body(body, header_length)
+            else:  # a body of nothing but inputs: every other member takes its default
+                doc, binary = {}, memoryview(b"")
             doc = _object(doc, "the inference request")
             parameters = _object(doc.get("parameters"), "'parameters'")
             default_binary = _flag(parameters, "binary_data_output", False)
             outputs = requested_outputs(doc.get("outputs"), default_binary)
             timeouts = [t for t in (timeout_parameter(parameters), request_timeout(request)) if t]
+            if inputs is None:
+                inputs = decode_rest_inputs(doc.get("inputs"), binary)
             core_req = core_request(
                 name,
                 version,
-                decode_rest_inputs(doc.get("inputs"), binary),
+                inputs,
                 list(outputs),
                 min(timeouts, default=None),
                 PROTOCOL,

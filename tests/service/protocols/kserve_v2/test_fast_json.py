@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.errors import InvalidInputError
-from service.protocols.kserve_v2.fast_json import inference_doc
+from service.protocols.kserve_v2.fast_json import inference_doc, numeric_inputs
 from service.protocols.kserve_v2.rest import decode_rest_inputs, split_body
 from service.transport.strict_json import loads
 from tests.conftest import MNIST_NPZ
@@ -121,3 +121,52 @@ def test_real_digits_read_exactly() -> None:
         fast = inference_doc(body)
         assert fast is not None
         np.testing.assert_array_equal(_decoded(fast)["image"], digits)
+        inputs = numeric_inputs(body)
+        assert inputs is not None and inputs["image"].dtype == np.float32
+        np.testing.assert_array_equal(inputs["image"], digits)
+
+
+# ----- numeric_inputs: a body of nothing but numeric inputs, decoded at once ------------
+NUMERIC = [
+    _body(_input("[1.5, 2, 3, 4]")),
+    _body(_input("[[1, 2], [3, 4]]", "INT32")),
+    _body(_input("[[1, 2.5], [3, 4]]", "FP64")),
+    _body(_input("[[[0.5], [1e-3]], [[-0.0], [2E2]]]", shape="[2, 2, 1]")),
+    _body(_input("[1, 2, 3, 4]", "INT64", name="a"), _input("[0.5, 0.25]", "FP16", "[1, 2]", "b")),
+    _body(_input("[-1, 300]", "UINT8", "[2]")),  # wraps, as the decoder's cast does
+    _body(_input("[7]", "INT16", "[]")),  # a scalar input
+    _body('{"data": [[1, 2]], "datatype": "FP32", "shape": [1, 2], "name": "x"}'),  # any order
+]
+NOT_NUMERIC = [
+    _body(_input("[1, 0]", "BOOL", "[2]")),  # numbers for BOOL: the decoder refuses them
+    _body(_input("[1.5, 2]", "INT32", "[2]")),  # floats for integers: refused there too
+    _body(_input("[1, 2, 3]")),  # too few values for the shape
+    _body(_input("[1, 2]", shape="[2, true]")),
+    _body(_input("[1, 2]", shape="[-2]")),
+    _body(_input("[1, 2]", shape="[2.0]")),
+    _body(_input("[1, 2]", shape='["2"]')),
+    _body(_input("[1, 2]", shape="[[2]]")),
+    _body(_input("[1, 2]", "COMPLEX", "[2]")),
+    _body(_input("[1, 2]", shape="[2]"), _input("[3, 4]", shape="[2]")),  # the same name twice
+    _body(_input("[1, 2]", shape="[2]", name="x[0]")),
+    _body('{"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {}}'),
+    _body(_input("[1]", shape="[1]"), extra=', "id": "a"'),
+    _body(_input("[1]", shape="[1]"), extra=', "outputs": [{"name": "y"}]'),
+    _body(_input("[1]", shape="[1]"), extra=', "parameters": {"binary_data_output": true}'),
+]
+
+
+@pytest.mark.parametrize("body", NUMERIC)
+def test_numeric_inputs_decodes_as_the_decoder_does(body: bytes) -> None:
+    inputs = numeric_inputs(body)
+    assert inputs is not None
+    expected = _decoded(loads(body))
+    assert list(inputs) == list(expected)
+    for name, array in inputs.items():
+        assert array.dtype == expected[name].dtype and array.shape == expected[name].shape
+        np.testing.assert_array_equal(array, expected[name])
+
+
+@pytest.mark.parametrize("body", NOT_NUMERIC + ACCEPTED[4:] + REFUSED)
+def test_numeric_inputs_leaves_every_other_body_to_the_other_readers(body: bytes) -> None:
+    assert numeric_inputs(body) is None
