@@ -6,9 +6,11 @@ single cost of a small request (docs/performance.md). Two readers parse the body
 simdjson instead and read every numeric ``data`` array into a buffer
 (``protocols.json_numbers``):
 
-- ``numeric_inputs`` reads the common body, one whose only member is ``inputs`` and whose
-  inputs have exactly ``name``, ``shape``, ``datatype`` and numeric ``data``, straight into
+- ``numeric_inputs`` reads the common body, one whose inputs have exactly ``name``,
+  ``shape``, ``datatype`` and numeric ``data`` (tritonclient's JSON, curl's), straight into
   the inputs ``decode_rest_inputs`` would give: the data type's dtype, the input's shape.
+  The other members (``id``, ``outputs``, ``parameters``) it reads as ``inference_doc``
+  does.
 - ``inference_doc`` reads any other body into the document the strict parser would give,
   except that a numeric input's ``data`` is a flat int64 or float64 array (what
   ``np.asarray`` makes of the nested list, flattened: ``decode_rest_inputs`` reshapes it
@@ -51,23 +53,29 @@ INPUT_KEYS = frozenset({"name", "shape", "datatype", "data"})
 """The members of an input that ``numeric_inputs`` reads (no ``parameters``)."""
 
 
-def numeric_inputs(body: bytes) -> dict[str, np.ndarray] | None:
-    """The inputs of a body that holds nothing but numeric inputs, decoded (as
-    ``decode_rest_inputs`` decodes them), or None for the other readers."""
+def numeric_inputs(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """``(the request without its inputs, the inputs decoded as decode_rest_inputs decodes
+    them)`` when every input is numeric and has nothing but ``name``, ``shape``,
+    ``datatype`` and ``data``; None for the other readers."""
     document = parse_object(body)  # no escapes: the bracket count below needs them raw
-    if document is None or list(document.keys()) != ["inputs"]:
+    if document is None:
         return None
-    items = document["inputs"]
+    items = document.get("inputs")
     if not isinstance(items, simdjson.Array) or not 0 < len(items) <= MAX_INPUTS:
         return None
+    reader = _Reader()
+    try:
+        doc = reader.members(document, skip="inputs")  # id, outputs, parameters
+    except (_Refused, InvalidInputError):
+        return None
     inputs: dict[str, np.ndarray] = {}
-    brackets = 1  # the inputs list
+    brackets = reader.brackets + 1  # + 1: the inputs list
     for item in items:
         read = _numeric_input(item, inputs)
         if read is None:
             return None
         brackets += read
-    return inputs if body.count(b"[") == brackets else None
+    return (doc, inputs) if body.count(b"[") == brackets else None
 
 
 def _numeric_input(item: Any, inputs: dict[str, np.ndarray]) -> int | None:

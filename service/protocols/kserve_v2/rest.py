@@ -252,11 +252,12 @@ class V2Rest:
             name, version, _ = _parse_path(path)
             body = await read_body(request, self._settings.max_body_bytes)
             header_length = request.headers.get(HEADER_LENGTH)
-            inputs = numeric_inputs(body) if header_length is None else None
-            if inputs is None:
+            read = numeric_inputs(body) if header_length is None else None
+            inputs: dict[str, np.ndarray] | None = None
+            if read is None:
                 doc, binary = split_body(body, header_length)
-            else:  # a body of nothing but inputs: every other member takes its default
-                doc, binary = {}, memoryview(b"")
+            else:
+                (doc, inputs), binary = read, memoryview(b"")
             doc = _object(doc, "the inference request")
             parameters = _object(doc.get("parameters"), "'parameters'")
             default_binary = _flag(parameters, "binary_data_output", False)

@@ -121,12 +121,12 @@ def test_real_digits_read_exactly() -> None:
         fast = inference_doc(body)
         assert fast is not None
         np.testing.assert_array_equal(_decoded(fast)["image"], digits)
-        inputs = numeric_inputs(body)
-        assert inputs is not None and inputs["image"].dtype == np.float32
-        np.testing.assert_array_equal(inputs["image"], digits)
+        read = numeric_inputs(body)
+        assert read is not None and read[1]["image"].dtype == np.float32
+        np.testing.assert_array_equal(read[1]["image"], digits)
 
 
-# ----- numeric_inputs: a body of nothing but numeric inputs, decoded at once ------------
+# ----- numeric_inputs: every input numeric and plain, decoded at once --------------------
 NUMERIC = [
     _body(_input("[1.5, 2, 3, 4]")),
     _body(_input("[[1, 2], [3, 4]]", "INT32")),
@@ -136,6 +136,12 @@ NUMERIC = [
     _body(_input("[-1, 300]", "UINT8", "[2]")),  # wraps, as the decoder's cast does
     _body(_input("[7]", "INT16", "[]")),  # a scalar input
     _body('{"data": [[1, 2]], "datatype": "FP32", "shape": [1, 2], "name": "x"}'),  # any order
+    # tritonclient's JSON: an id, and the outputs or binary_data_output
+    _body(_input("[1, 2, 3, 4]"), extra=', "id": "42", "parameters": {"binary_data_output": true}'),
+    _body(
+        _input("[1, 2, 3, 4]"),
+        extra=', "outputs": [{"name": "y", "parameters": {"binary_data": false}}], "id": "[a]"',
+    ),
 ]
 NOT_NUMERIC = [
     _body(_input("[1, 0]", "BOOL", "[2]")),  # numbers for BOOL: the decoder refuses them
@@ -150,23 +156,24 @@ NOT_NUMERIC = [
     _body(_input("[1, 2]", shape="[2]"), _input("[3, 4]", shape="[2]")),  # the same name twice
     _body(_input("[1, 2]", shape="[2]", name="x[0]")),
     _body('{"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {}}'),
-    _body(_input("[1]", shape="[1]"), extra=', "id": "a"'),
-    _body(_input("[1]", shape="[1]"), extra=', "outputs": [{"name": "y"}]'),
-    _body(_input("[1]", shape="[1]"), extra=', "parameters": {"binary_data_output": true}'),
+    _body(_input("[[1, 2], [3, [4]]]"), extra=', "id": "[["'),  # an id may not hide an array
 ]
 
 
-@pytest.mark.parametrize("body", NUMERIC)
-def test_numeric_inputs_decodes_as_the_decoder_does(body: bytes) -> None:
-    inputs = numeric_inputs(body)
-    assert inputs is not None
-    expected = _decoded(loads(body))
+@pytest.mark.parametrize("body", [*NUMERIC, ACCEPTED[4]])
+def test_numeric_inputs_reads_as_the_strict_path_and_the_decoder_do(body: bytes) -> None:
+    read = numeric_inputs(body)
+    assert read is not None
+    doc, inputs = read
+    strict = loads(body)
+    assert doc == {k: v for k, v in strict.items() if k != "inputs"}
+    expected = _decoded(strict)
     assert list(inputs) == list(expected)
     for name, array in inputs.items():
         assert array.dtype == expected[name].dtype and array.shape == expected[name].shape
         np.testing.assert_array_equal(array, expected[name])
 
 
-@pytest.mark.parametrize("body", NOT_NUMERIC + ACCEPTED[4:] + REFUSED)
+@pytest.mark.parametrize("body", NOT_NUMERIC + ACCEPTED[5:] + REFUSED)
 def test_numeric_inputs_leaves_every_other_body_to_the_other_readers(body: bytes) -> None:
     assert numeric_inputs(body) is None
