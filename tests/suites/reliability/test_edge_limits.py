@@ -171,8 +171,10 @@ def test_a_body_trickled_at_1_byte_per_second_is_closed_after_the_body_timeout(
     head = b"POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: test\r\n"
     body = b'{"instances": [[1.0, 2.0, 3.0]]}'
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
-        sock.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        # stamped before sending: the server's timer starts once the headers arrive, which
+        # may be before sendall returns here
         headers_sent = time.monotonic()
+        sock.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode())
         sock.settimeout(1.0)
         reply = b""
         for byte in body:
