@@ -91,7 +91,9 @@ class RolloutState:
     """The last gate check's outcome: 'gates hold', or why one failed ('' before the first)."""
     retried: int = 0
     """Routed requests the candidate failed with a server error that the baseline answered."""
-    last_tick: float = 0.0
+    last_tick: float = -math.inf
+    """When the rollout last moved or looked (``time.monotonic``); a new one looks at once,
+    however long the machine has been up."""
     candidate_seen: Counts = field(default_factory=Counts)
     baseline_seen: Counts = field(default_factory=Counts)
     history: list[tuple[str, float]] = field(default_factory=list)
@@ -235,8 +237,10 @@ class RolloutController:
             if state is None or state.settings != rollout:
                 state = self.states[model] = RolloutState(rollout)
                 self._publish(model, state, "configured")
-            if state.phase in FROZEN or now - state.last_tick < (rollout.interval_s):
+            if state.phase in FROZEN:
                 continue
+            if state.phase != "waiting" and now - state.last_tick < rollout.interval_s:
+                continue  # a waiting rollout starts on the first tick its candidate serves
             self._step(model, state, now)
 
     def control(self, model: str, action: str) -> RolloutState:
