@@ -247,6 +247,11 @@ class Settings(BaseSettings):
     into ``primer_open_connections{protocol="grpc"}`` and the gRPC closes of
     ``primer_connections_closed_total`` (``service.transport.grpc_connections``). Off: neither
     metric, and grpc core keeps no per-socket counters."""
+    grpc_front_process: bool = True
+    """Run grpc core and grpc.aio in a child process (``service.transport.grpc_front``) that
+    forwards each unary call to this one, so gRPC's own per-call work (some 60-75 µs) runs
+    beside the event loop instead of on it. False: grpc.aio on the server's own loop, one
+    process (a one-core machine gains nothing from the front). Read at start only."""
     log_level: str = "INFO"
     """Python logging level."""
     log_json: bool = False

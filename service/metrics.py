@@ -256,6 +256,11 @@ class Metrics:
             ["protocol"],
             registry=r,
         )
+        self.grpc_front_restarts = Counter(
+            f"{PREFIX}_grpc_front_restarts",
+            "Times the gRPC front process exited unexpectedly and was started again.",
+            registry=r,
+        )
         self.live_accuracy = Gauge(
             f"{PREFIX}_live_accuracy",
             "Share of labelled rows predicted right, over the last accuracy_window labels.",

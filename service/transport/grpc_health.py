@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -28,6 +29,14 @@ from service.views import VersionState
 logger = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthMirror(Protocol):
+    """Another process's health servicer kept in step (the gRPC front's ``Watch`` streams)."""
+
+    def publish_health(self, service: str, status: int) -> None: ...
+
+    def shutdown_health(self) -> None: ...
 
 
 class ServingHealth(health.aio.HealthServicer):
@@ -51,6 +60,19 @@ class ServingHealth(health.aio.HealthServicer):
         self._service_names = ("", *service_names)
         self._models: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self.statuses: dict[str, int] = {}
+        """Each service's status as last set (until shutdown)."""
+        self.mirror: HealthMirror | None = None
+        """Told of every change of ``statuses``, and of the shutdown."""
+
+    async def set(self, service: str, status: int) -> None:  # type: ignore[override]
+        """Set a service's status, and tell the mirror when it changed."""
+        await super().set(service, status)
+        if self._gracefully_shutting_down or self.statuses.get(service) == status:
+            return
+        self.statuses[service] = status
+        if self.mirror is not None:
+            self.mirror.publish_health(service, status)
 
     async def refresh(self) -> None:
         """Set every status from the models' current state."""
@@ -92,3 +114,5 @@ class ServingHealth(health.aio.HealthServicer):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.enter_graceful_shutdown()
+        if self.mirror is not None:
+            self.mirror.shutdown_health()

@@ -1,4 +1,8 @@
-"""The gRPC server: grpc.aio on the server's event loop, serving every gRPC adapter.
+"""The gRPC server: grpc.aio, serving every gRPC adapter, in a front process or inline.
+
+By default grpc core and grpc.aio run in a front process that forwards each unary call here
+(``grpc_front``, ``grpc_forwarded``); with ``grpc_front_process: false`` they run on the
+server's own event loop.
 
 The adapters' services (``service.app`` hands them in: TF Serving's ``PredictionService``
 and ``ModelService``, KServe v2's ``inference.GRPCInferenceService``), plus
@@ -26,7 +30,11 @@ from service.config import Settings
 from service.inference.core import InferenceCore
 from service.metrics import Metrics
 from service.transport.auth import BearerAuthInterceptor
+from service.transport.grpc_connections import LIMITS as GRPC_LIMITS
+from service.transport.grpc_connections import PROTOCOL as GRPC_PROTOCOL
 from service.transport.grpc_connections import GrpcConnectionSampler, channelz_server_ids
+from service.transport.grpc_forwarded import GrpcFrontProcess
+from service.transport.grpc_front import FrontSettings
 from service.transport.grpc_health import ServingHealth
 from service.transport.grpc_options import server_options
 
@@ -35,26 +43,46 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_SERVICE = reflection.SERVICE_NAME
 
 
-def reflection_pool(files: Iterable[FileDescriptor]) -> descriptor_pool.DescriptorPool:
-    """One descriptor pool holding ``files`` and their imports, for server reflection.
+def descriptor_files(files: Iterable[FileDescriptor]) -> list[bytes]:
+    """``files`` and their imports, serialized, each import before its importers."""
+    ordered: dict[str, bytes] = {}
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in ordered:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        ordered[file.name] = file.serialized_pb
+
+    for file in files:
+        add(file)
+    return list(ordered.values())
+
+
+def reflection_pool(serialized_files: Iterable[bytes]) -> descriptor_pool.DescriptorPool:
+    """One descriptor pool holding ``serialized_files`` (``descriptor_files``), for server
+    reflection.
 
     The KServe v2 messages live in a private pool (see ``tools/generate_protos.sh``), so the
     default pool alone cannot describe every service.
     """
     pool = descriptor_pool.DescriptorPool()
-    added: set[str] = set()
-
-    def add(file: FileDescriptor) -> None:
-        if file.name in added:
-            return
-        for dependency in file.dependencies:
-            add(dependency)
-        pool.AddSerializedFile(file.serialized_pb)
-        added.add(file.name)
-
-    for file in files:
-        add(file)
+    for serialized in serialized_files:
+        pool.AddSerializedFile(serialized)
     return pool
+
+
+def unary_methods(files: Iterable[FileDescriptor], services: Iterable[str]) -> list[str]:
+    """Full paths (``/package.Service/Method``) of the unary methods of ``services``."""
+    methods = []
+    for file in files:
+        for service in file.services_by_name.values():
+            if service.full_name not in services:
+                continue
+            for method in service.methods:
+                if not (method.client_streaming or method.server_streaming):
+                    methods.append(f"/{service.full_name}/{method.name}")
+    return methods
 
 
 class GenericHandlersOnly:
@@ -66,14 +94,18 @@ class GenericHandlersOnly:
     on all of them (``asyncio.wait``) for every incoming call, so each registered method adds
     cost to every call of every service: with KServe v2's and health's 13 methods that was
     8.3 µs per call against 4.9 µs for the single generic future. Methods resolve through the
-    generic handlers instead, as TF Serving's older generated code does anyway.
+    generic handlers instead, as TF Serving's older generated code does anyway. Without a
+    server it only collects the handlers (for ``grpc_forwarded``).
     """
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server | None = None) -> None:
         self._server = server
+        self.handlers: list[grpc.GenericRpcHandler] = []
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(handlers))
+        self.handlers.extend(handlers)
+        if self._server is not None:
+            self._server.add_generic_rpc_handlers(tuple(handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
         """Dropped: the same handlers arrive through ``add_generic_rpc_handlers``."""
@@ -118,6 +150,7 @@ class GrpcServer:
         self._settings = settings
         self._metrics = metrics
         self._server: grpc.aio.Server | None = None
+        self._front: GrpcFrontProcess | None = None
         self.connections: GrpcConnectionSampler | None = None
         self.port = settings.grpc_port
         self._services = tuple(services)
@@ -137,8 +170,66 @@ class GrpcServer:
         )
         return server.add_secure_port(address, credentials)
 
+    def _descriptors(self) -> list[FileDescriptor]:
+        return [
+            *(service.descriptor for service in self._services),
+            health_pb2.DESCRIPTOR,
+            reflection_pb2.DESCRIPTOR,
+        ]
+
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful when the setting is 0)."""
+        names = [service.name for service in self._services]
+        names += [HEALTH_SERVICE, REFLECTION_SERVICE]
+        address = f"{self._settings.host}:{self._settings.grpc_port}"
+        await self.health.refresh()
+        if self._settings.grpc_front_process:
+            port = await self._start_front(address, names)
+        else:
+            port = await self._start_inline(address, names)
+        self.health.start()
+        self.port = port
+        logger.info("gRPC on %s:%d: %s", self._settings.host, port, ", ".join(sorted(names)))
+        return port
+
+    async def _start_front(self, address: str, names: list[str]) -> int:
+        """gRPC in the front process, calls answered here (``grpc_forwarded``)."""
+        settings = self._settings
+        handlers = GenericHandlersOnly()
+        for service in self._services:
+            service.add_to_server(service.servicer, handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
+        tls = settings.tls_cert_file, settings.tls_key_file
+        token = settings.auth_token
+        sample = self._metrics is not None and settings.grpc_connection_metrics
+        front_settings = FrontSettings(
+            address=address,
+            options=server_options(settings),
+            forwarded=unary_methods(self._descriptors(), [*names[:-2], HEALTH_SERVICE]),
+            reflected=names,
+            descriptors=descriptor_files(self._descriptors()),
+            health=dict(self.health.statuses),
+            tls_files=None if None in tls else (str(tls[0]), str(tls[1])),
+            auth_token=None if token is None else token.get_secret_value(),
+            connection_metrics=(
+                (settings.grpc_max_connection_idle_s, settings.grpc_max_connection_age_s)
+                if sample
+                else None
+            ),
+            log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        )
+        if sample and self._metrics is not None:  # every series exported from the start
+            self._metrics.open_connections.labels(GRPC_PROTOCOL).set(0)
+            for limit in GRPC_LIMITS:
+                self._metrics.connections_closed.labels(GRPC_PROTOCOL, limit)
+        front = GrpcFrontProcess(front_settings, handlers.handlers, self._metrics)
+        port = await front.start()
+        self.health.mirror = front
+        self._front = front
+        return port
+
+    async def _start_inline(self, address: str, names: list[str]) -> int:
+        """grpc.aio on this process's event loop."""
         servers_before = channelz_server_ids()
         server = grpc.aio.server(
             options=server_options(self._settings), interceptors=self._interceptors()
@@ -147,17 +238,8 @@ class GrpcServer:
         for service in self._services:
             service.add_to_server(service.servicer, generic_only)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, generic_only)
-        names = [service.name for service in self._services]
-        names += [HEALTH_SERVICE, REFLECTION_SERVICE]
-        pool = reflection_pool(
-            [
-                *(service.descriptor for service in self._services),
-                health_pb2.DESCRIPTOR,
-                reflection_pb2.DESCRIPTOR,
-            ]
-        )
+        pool = reflection_pool(descriptor_files(self._descriptors()))
         reflection.enable_server_reflection(names, server, pool=pool)
-        address = f"{self._settings.host}:{self._settings.grpc_port}"
         try:
             port = self._bind(server, address)
         except RuntimeError as exc:
@@ -165,11 +247,8 @@ class GrpcServer:
         if port == 0:
             raise OSError(f"cannot listen for gRPC on {address}")
         await server.start()
-        await self.health.refresh()
-        self.health.start()
-        self._server, self.port = server, port
+        self._server = server
         self._start_connection_sampler(channelz_server_ids() - servers_before)
-        logger.info("gRPC on %s:%d: %s", self._settings.host, port, ", ".join(sorted(names)))
         return port
 
     def _start_connection_sampler(self, new_servers: set[int]) -> None:
@@ -195,5 +274,9 @@ class GrpcServer:
             self.connections.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
+        if self._front is not None:
+            await self._front.stop(grace_s)
+            if self._metrics is not None and self._settings.grpc_connection_metrics:
+                self._metrics.open_connections.labels(GRPC_PROTOCOL).set(0)
         if self.connections is not None:
             self.connections.server_stopped()

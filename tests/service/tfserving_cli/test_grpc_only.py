@@ -58,9 +58,12 @@ def wait_until_available(process: subprocess.Popen[bytes], target: str, log: Pat
 
 
 def listening_ports(pid: int) -> set[int]:
+    """Ports the server listens on, itself or through its gRPC front process."""
+    server = psutil.Process(pid)
     return {
         c.laddr.port
-        for c in psutil.Process(pid).net_connections(kind="inet")
+        for process in (server, *server.children(recursive=True))
+        for c in process.net_connections(kind="inet")
         if c.status == psutil.CONN_LISTEN
     }
 

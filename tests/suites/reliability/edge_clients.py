@@ -13,9 +13,30 @@ import httpx
 from tests.suites.reliability.subprocess_server import ServerProcess
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server and its gRPC front process)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        current = pids[index]
+        for task in os.listdir(f"/proc/{current}/task"):
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pids.extend(int(child) for child in children.read().split())
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+        index += 1
+    return pids
+
+
 def open_fds(pid: int) -> int:
-    """How many descriptors process ``pid`` holds."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """How many descriptors process ``pid`` and its descendants hold."""
+    count = 0
+    for member in process_tree(pid):
+        try:
+            count += len(os.listdir(f"/proc/{member}/fd"))
+        except FileNotFoundError:  # a child that exited meanwhile
+            continue
+    return count
 
 
 def wait_fds_at_most(server: ServerProcess, baseline: int, timeout: float = 15) -> int:
