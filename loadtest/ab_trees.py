@@ -13,8 +13,6 @@ after ÷ before. Writes ``reports/ab_trees.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +22,7 @@ from typing import Any
 
 from loadtest.peers import Peer
 from loadtest.processes import free_port, running
-from loadtest.reports import write_report
+from loadtest.reports import measure_and_report
 from loadtest.scenarios import ROOT, serve_command, write_payloads
 from loadtest.stages import head_to_head
 
@@ -110,13 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--out", default=str(ROOT / "reports" / "ab_trees.json"))
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    report = measure(args)
-    print(json.dumps(report["summary"], indent=1))
-    out = write_report(args.out, report)
-    print(f"report written to {out}")
-    return 0
+    return measure_and_report(measure, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
