@@ -202,10 +202,12 @@ class GrpcServer:
         tls = settings.tls_cert_file, settings.tls_key_file
         token = settings.auth_token
         sample = self._metrics is not None and settings.grpc_connection_metrics
+        # every adapter's unary methods and health's Check; Watch and reflection stay there
+        forwarded = [*(service.name for service in self._services), HEALTH_SERVICE]
         front_settings = FrontSettings(
             address=address,
             options=server_options(settings),
-            forwarded=unary_methods(self._descriptors(), [*names[:-2], HEALTH_SERVICE]),
+            forwarded=unary_methods(self._descriptors(), forwarded),
             reflected=names,
             descriptors=descriptor_files(self._descriptors()),
             health=dict(self.health.statuses),
