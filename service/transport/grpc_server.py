@@ -1,8 +1,8 @@
 """The gRPC server: grpc.aio, serving every gRPC adapter, in a front process or inline.
 
-By default grpc core and grpc.aio run in a front process that forwards each unary call here
-(``grpc_front``, ``grpc_forwarded``); with ``grpc_front_process: false`` they run on the
-server's own event loop.
+Where a core is free beside the event loop (``grpc_front_process: auto``, the default) or
+when asked, grpc core and grpc.aio run in a front process that forwards each unary call here
+(``grpc_front``, ``grpc_forwarded``); else they run on the server's own event loop.
 
 The adapters' services (``service.app`` hands them in: TF Serving's ``PredictionService``
 and ``ModelService``, KServe v2's ``inference.GRPCInferenceService``), plus
@@ -30,6 +30,7 @@ from service.config import Settings
 from service.inference.core import InferenceCore
 from service.metrics import Metrics
 from service.transport.auth import BearerAuthInterceptor
+from service.transport.cpus import front_pays_off
 from service.transport.grpc_connections import LIMITS as GRPC_LIMITS
 from service.transport.grpc_connections import PROTOCOL as GRPC_PROTOCOL
 from service.transport.grpc_connections import GrpcConnectionSampler, channelz_server_ids
@@ -183,7 +184,8 @@ class GrpcServer:
         names += [HEALTH_SERVICE, REFLECTION_SERVICE]
         address = f"{self._settings.host}:{self._settings.grpc_port}"
         await self.health.refresh()
-        if self._settings.grpc_front_process:
+        front = self._settings.grpc_front_process
+        if front is True or (front == "auto" and front_pays_off()):
             port = await self._start_front(address, names)
         else:
             port = await self._start_inline(address, names)

@@ -62,16 +62,16 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 20.0) -> bool
 
 @pytest.fixture
 def own_server(fixture_repository: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(make_settings(fixture_repository)).start()
+    thread = ServerThread(make_settings(fixture_repository, grpc_front_process=True)).start()
     yield thread
     thread.stop()
 
 
-def test_the_grpc_port_belongs_to_a_front_process(server: ServerThread) -> None:
-    front = server.server.grpc._front.process
-    assert listening_pids(server.server.grpc_port) == {front.pid}
+def test_the_grpc_port_belongs_to_a_front_process(own_server: ServerThread) -> None:
+    front = own_server.server.grpc._front.process
+    assert listening_pids(own_server.server.grpc_port) == {front.pid}
     assert front.pid != os.getpid()
-    assert predict(server.grpc_target) == [2.5, 3.0, 3.5]
+    assert predict(own_server.grpc_target) == [2.5, 3.0, 3.5]
 
 
 def restarts(server: ServerThread) -> float | None:
@@ -91,7 +91,7 @@ def test_a_killed_front_is_started_again_on_the_same_port(own_server: ServerThre
 
 
 def test_the_front_never_outlives_the_server(fixture_repository: Path, tmp_path: Path) -> None:
-    with serve(fixture_repository, tmp_path, {}) as server:
+    with serve(fixture_repository, tmp_path, {"grpc_front_process": True}) as server:
         fronts = listening_pids(server.grpc_port)
         assert len(fronts) == 1 and server.process.pid not in fronts
         server.process.kill()
