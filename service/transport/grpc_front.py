@@ -32,17 +32,14 @@ import logging
 import socket
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from service.transport.auth import BearerAuthInterceptor
 from service.transport.grpc_connections import GrpcConnectionSampler, channelz_server_ids
 from service.transport.grpc_link import FrameLink, Message
+from service.transport.grpc_options import auth_interceptors, enable_reflection, listen
 
 logger = logging.getLogger(__name__)
 STATUS_BY_CODE = {status.value[0]: status for status in grpc.StatusCode}
@@ -183,23 +180,13 @@ class GrpcFront:
         return payload
 
     def _server(self, settings: FrontSettings) -> grpc.aio.Server:
-        token = settings.auth_token
-        interceptors = [] if token is None else [BearerAuthInterceptor(token)]
-        server = grpc.aio.server(options=settings.options, interceptors=interceptors)
+        server = grpc.aio.server(
+            options=settings.options, interceptors=auth_interceptors(settings.auth_token)
+        )
         server.add_generic_rpc_handlers((_Forwarding(self.forward, settings.forwarded),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        pool = descriptor_pool.DescriptorPool()
-        for serialized in settings.descriptors:
-            pool.AddSerializedFile(serialized)
-        reflection.enable_server_reflection(settings.reflected, server, pool=pool)
+        enable_reflection(server, settings.reflected, settings.descriptors)
         return server
-
-    @staticmethod
-    def _bind(server: grpc.aio.Server, settings: FrontSettings) -> int:
-        if settings.tls_files is None:
-            return server.add_insecure_port(settings.address)
-        cert, key = (Path(path).read_bytes() for path in settings.tls_files)
-        return server.add_secure_port(settings.address, grpc.ssl_server_credentials([(key, cert)]))
 
     async def run(self) -> None:
         """Serve from the ``init`` message until ``stop`` (or the server's going)."""
@@ -212,13 +199,9 @@ class GrpcFront:
             await self._health.set(service, status)
         server = self._server(settings)
         try:
-            port = self._bind(server, settings)
-        except RuntimeError as exc:
-            port, reason = 0, str(exc)
-        else:
-            reason = "the port is taken or the address is not local"
-        if port == 0:
-            self.link.send(("failed", f"cannot listen for gRPC on {settings.address}: {reason}"))
+            port = listen(server, settings.address, settings.tls_files)
+        except OSError as exc:
+            self.link.send(("failed", str(exc)))
             return
         await server.start()
         sampler = self._sampler(settings)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -29,7 +27,6 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from service.config import Settings
 from service.inference.core import InferenceCore
 from service.metrics import Metrics
-from service.transport.auth import BearerAuthInterceptor
 from service.transport.cpus import front_pays_off
 from service.transport.grpc_connections import LIMITS as GRPC_LIMITS
 from service.transport.grpc_connections import PROTOCOL as GRPC_PROTOCOL
@@ -37,40 +34,18 @@ from service.transport.grpc_connections import GrpcConnectionSampler, channelz_s
 from service.transport.grpc_forwarded import GrpcFrontProcess
 from service.transport.grpc_front import FrontSettings
 from service.transport.grpc_health import ServingHealth
-from service.transport.grpc_options import server_options
+from service.transport.grpc_options import (
+    auth_interceptors,
+    descriptor_files,
+    enable_reflection,
+    listen,
+    server_options,
+    tls_files,
+)
 
 logger = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_SERVICE = reflection.SERVICE_NAME
-
-
-def descriptor_files(files: Iterable[FileDescriptor]) -> list[bytes]:
-    """``files`` and their imports, serialized, each import before its importers."""
-    ordered: dict[str, bytes] = {}
-
-    def add(file: FileDescriptor) -> None:
-        if file.name in ordered:
-            return
-        for dependency in file.dependencies:
-            add(dependency)
-        ordered[file.name] = file.serialized_pb
-
-    for file in files:
-        add(file)
-    return list(ordered.values())
-
-
-def reflection_pool(serialized_files: Iterable[bytes]) -> descriptor_pool.DescriptorPool:
-    """One descriptor pool holding ``serialized_files`` (``descriptor_files``), for server
-    reflection.
-
-    The KServe v2 messages live in a private pool (see ``tools/generate_protos.sh``), so the
-    default pool alone cannot describe every service.
-    """
-    pool = descriptor_pool.DescriptorPool()
-    for serialized in serialized_files:
-        pool.AddSerializedFile(serialized)
-    return pool
 
 
 def unary_methods(files: Iterable[FileDescriptor], services: Iterable[str]) -> list[str]:
@@ -157,20 +132,6 @@ class GrpcServer:
         self._services = tuple(services)
         self.health = ServingHealth(core, is_ready, [service.name for service in services])
 
-    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        token = self._settings.auth_token
-        return [] if token is None else [BearerAuthInterceptor(token.get_secret_value())]
-
-    def _bind(self, server: grpc.aio.Server, address: str) -> int:
-        """Listen on ``address``, with TLS when a certificate is configured."""
-        settings = self._settings
-        if settings.tls_cert_file is None or settings.tls_key_file is None:
-            return server.add_insecure_port(address)
-        credentials = grpc.ssl_server_credentials(
-            [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())]
-        )
-        return server.add_secure_port(address, credentials)
-
     def _descriptors(self) -> list[FileDescriptor]:
         return [
             *(service.descriptor for service in self._services),
@@ -201,7 +162,6 @@ class GrpcServer:
         for service in self._services:
             service.add_to_server(service.servicer, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
-        tls = settings.tls_cert_file, settings.tls_key_file
         token = settings.auth_token
         sample = self._metrics is not None and settings.grpc_connection_metrics
         # every adapter's unary methods and health's Check; Watch and reflection stay there
@@ -213,7 +173,7 @@ class GrpcServer:
             reflected=names,
             descriptors=descriptor_files(self._descriptors()),
             health=dict(self.health.statuses),
-            tls_files=None if None in tls else (str(tls[0]), str(tls[1])),
+            tls_files=tls_files(settings),
             auth_token=None if token is None else token.get_secret_value(),
             connection_metrics=(
                 (settings.grpc_max_connection_idle_s, settings.grpc_max_connection_age_s)
@@ -235,21 +195,18 @@ class GrpcServer:
     async def _start_inline(self, address: str, names: list[str]) -> int:
         """grpc.aio on this process's event loop."""
         servers_before = channelz_server_ids()
+        settings = self._settings
+        token = settings.auth_token
         server = grpc.aio.server(
-            options=server_options(self._settings), interceptors=self._interceptors()
+            options=server_options(settings),
+            interceptors=auth_interceptors(None if token is None else token.get_secret_value()),
         )
         generic_only = GenericHandlersOnly(server)
         for service in self._services:
             service.add_to_server(service.servicer, generic_only)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, generic_only)
-        pool = reflection_pool(descriptor_files(self._descriptors()))
-        reflection.enable_server_reflection(names, server, pool=pool)
-        try:
-            port = self._bind(server, address)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
-        if port == 0:
-            raise OSError(f"cannot listen for gRPC on {address}")
+        enable_reflection(server, names, descriptor_files(self._descriptors()))
+        port = listen(server, address, tls_files(settings))
         await server.start()
         self._server = server
         self._start_connection_sampler(channelz_server_ids() - servers_before)
