@@ -23,11 +23,11 @@ from typing import Any
 import grpc
 
 from service.metrics import Metrics
+from service.transport.grpc_connections import PROTOCOL
 from service.transport.grpc_front import FrontSettings
 from service.transport.grpc_link import FrameLink, Message
 
 logger = logging.getLogger(__name__)
-PROTOCOL = "grpc"
 STOP_MARGIN_S = 5.0
 """How long past its grace the front may take to exit before it is killed."""
 RESTART_DELAY_S = 0.2
